@@ -1,0 +1,64 @@
+"""kerasmorph: explore the latent spaces of Stable Diffusion with Keras 3.
+
+`import kerasmorph` is cheap: the numpy helpers (schedules, interpolation)
+load at once, while TensorFlow, Keras and KerasCV load only when a model is
+needed (PEP 562 module `__getattr__`).
+
+Example:
+
+```python
+import kerasmorph
+
+explorer = kerasmorph.Explorer("tiny", img_height=128, img_width=128)
+encoding = explorer.encode_text("a red circle")
+images = explorer.generate_image(encoding, num_steps=5, seed=0)
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public name -> submodule that defines it. Submodules that need TensorFlow
+# are imported only on first access.
+_LAZY_ATTRIBUTES = {
+    "Explorer": "kerasmorph.explorer",
+    "PRESETS": "kerasmorph.presets",
+    "MissingWeightsError": "kerasmorph.weights",
+    "find_weights": "kerasmorph.weights",
+}
+
+# Submodules reachable as attributes (`kerasmorph.sampler`) on first access.
+_SUBMODULES = (
+    "backend",
+    "cli",
+    "explorer",
+    "export",
+    "interpolation",
+    "plotting",
+    "presets",
+    "sampler",
+    "schedules",
+    "tiny",
+    "weights",
+)
+
+__all__ = ["__version__", *_LAZY_ATTRIBUTES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"kerasmorph.{name}")
+    module_name = _LAZY_ATTRIBUTES.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'kerasmorph' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_ATTRIBUTES) | set(_SUBMODULES))

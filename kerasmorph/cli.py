@@ -1,0 +1,247 @@
+"""The `kerasmorph` command line: parse, call the library, report.
+
+Every subcommand is a function `_run_<name>(args) -> int`; `main(argv)` is the
+console-script entry point and returns the exit status, so tests call
+`main([...])` directly. Bad arguments give a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import kerasmorph
+
+AUTO_MODEL = "auto"
+
+
+class CommandError(Exception):
+    """A user error reported as one line on stderr, exit status 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the options every generating subcommand shares."""
+    from kerasmorph.presets import PRECISIONS, PRESETS
+
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=AUTO_MODEL,
+        help=(
+            f"preset: {', '.join(PRESETS)}, or '{AUTO_MODEL}' (default): sd1 when "
+            "its weight files are on disk, else the offline 'tiny' preset"
+        ),
+    )
+    group.add_argument("--height", type=_positive_int, help="image height (multiple of 64)")
+    group.add_argument("--width", type=_positive_int, help="image width (multiple of 64)")
+    group.add_argument("--weights-dir", help="directory searched first for weight files")
+    group.add_argument("--precision", choices=PRECISIONS, default="float32")
+    group.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compile the denoising step and decoder with XLA (default: on)",
+    )
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--steps", type=_positive_int, default=50, help="denoising steps")
+    sampling.add_argument(
+        "--guidance", type=float, default=7.5, help="unconditional guidance scale"
+    )
+    sampling.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed")
+    sampling.add_argument("--negative-prompt", default=None)
+    sampling.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="images per UNet batch"
+    )
+
+
+def resolve_model_name(name: str, weights_dir: str | None) -> str:
+    """Maps 'auto' to 'sd1' when its files are on disk, else to 'tiny'."""
+    if name != AUTO_MODEL:
+        return name
+    from kerasmorph.presets import PRESETS
+    from kerasmorph.weights import find_weights
+
+    files = {
+        component: file
+        for component, file in PRESETS["sd1"].weight_files.items()
+        if component != "image_encoder"
+    }
+    if all(find_weights(files, weights_dir).values()):
+        return "sd1"
+    print(
+        "kerasmorph: no Stable Diffusion weights found (see `kerasmorph info`); "
+        "using the offline 'tiny' preset, whose random weights draw noise.",
+        file=sys.stderr,
+    )
+    return "tiny"
+
+
+def build_explorer(args: argparse.Namespace):
+    """Builds the `Explorer` described by the shared model arguments."""
+    name = resolve_model_name(args.model, args.weights_dir)
+    return kerasmorph.Explorer(
+        name,
+        img_height=args.height,
+        img_width=args.width,
+        jit_compile=args.jit,
+        precision=args.precision,
+        weights_dir=args.weights_dir,
+        verbose=not args.quiet,
+    )
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from kerasmorph.presets import PRESETS
+    from kerasmorph.weights import find_weights, search_dirs
+
+    import keras
+    import keras_cv
+    import numpy as np
+    import tensorflow as tf
+
+    report = {
+        "kerasmorph": kerasmorph.__version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras_cv": keras_cv.__version__,
+        "numpy": np.__version__,
+        "backend": keras.config.backend(),
+        "devices": [
+            f"{device.device_type}:{device.name}"
+            for device in tf.config.list_physical_devices()
+        ],
+        "weights_searched": [str(d) for d in search_dirs(args.weights_dir)],
+        "presets": {},
+    }
+    for name, preset in PRESETS.items():
+        found = find_weights(preset.weight_files, args.weights_dir)
+        report["presets"][name] = {
+            "description": preset.description,
+            "weights": {
+                file.filename: str(found[component]) if found[component] else None
+                for component, file in preset.weight_files.items()
+            },
+        }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for key in ("kerasmorph", "python", "tensorflow", "keras", "keras_cv", "numpy", "backend"):
+        print(f"{key:<11} {report[key]}")
+    print(f"{'devices':<11} {', '.join(report['devices'])}")
+    print("weights searched, in order:")
+    for directory in report["weights_searched"]:
+        print(f"  {directory}")
+    print("presets:")
+    for name, entry in report["presets"].items():
+        print(f"  {name:<5} {entry['description']}")
+        if not entry["weights"]:
+            print("        weights: none needed (seeded random)")
+        for filename, path in entry["weights"].items():
+            print(f"        {filename:<26} {path or 'MISSING'}")
+    return 0
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from kerasmorph import export
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise CommandError(
+            f"--out must end in .png, .jpg, .jpeg or .webp. Received: --out {args.out}"
+        )
+    explorer = build_explorer(args)
+    encoding = explorer.encode_text(args.prompt, truncate=args.truncate)
+    images = explorer.generate_image(
+        encoding,
+        batch_size=args.batch_size or args.num_images,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        diffusion_noise=explorer.noise(args.num_images, args.seed),
+        negative_prompt=args.negative_prompt,
+    )
+    if args.num_images == 1:
+        paths = [export.save_frame(out, images[0])]
+    else:
+        paths = [
+            export.save_frame(out.with_name(f"{out.stem}_{index:03d}{out.suffix}"), image)
+            for index, image in enumerate(images)
+        ]
+    for path in paths:
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Builds the argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="kerasmorph",
+        description="Explore Stable Diffusion latent spaces with Keras 3 and KerasCV.",
+    )
+    parser.add_argument("--version", action="version", version=kerasmorph.__version__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = subparsers.add_parser("info", help="versions, devices, presets, weight files")
+    info.add_argument("--weights-dir", help="also search this directory")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run=_run_info, quiet=True)
+
+    generate = subparsers.add_parser("generate", help="text to image")
+    generate.add_argument("prompt")
+    generate.add_argument("--out", required=True, help="image path (.png/.jpg/.webp)")
+    generate.add_argument(
+        "--num-images", type=_positive_int, default=1,
+        help="images from seeds' streams 0..N-1 (written as OUT_000.png, ...)",
+    )
+    generate.add_argument(
+        "--truncate", action="store_true", help="cut prompts over 77 tokens (warns)"
+    )
+    add_model_arguments(generate)
+    generate.add_argument("--quiet", action="store_true", help="no progress bar")
+    generate.set_defaults(run=_run_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the command line; returns the exit status."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        message = str(error)
+        if isinstance(error, FileNotFoundError) and "\n" in message:
+            print(f"kerasmorph {args.command}: {message}", file=sys.stderr)
+        else:
+            print(f"kerasmorph {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""Finds Stable Diffusion weight files on disk, offline first.
+
+This module knows about files and nothing about Keras models: it decides
+*which file* each component should load, and explains clearly what is missing.
+
+Search order for a file named e.g. `kcv_encoder.h5`:
+
+1. `weights_dir` passed by the caller (e.g. `Explorer("sd1", weights_dir=...)`);
+2. the directory in the `KERASMORPH_WEIGHTS` environment variable;
+3. the Keras cache, where KerasCV's own downloads land:
+   `$KERAS_HOME/datasets` (default `~/.keras/datasets`).
+
+Only when a file is in none of them, and downloading is allowed, is it fetched
+through `keras.utils.get_file` from KerasCV's origin with KerasCV's sha256 —
+exactly what KerasCV itself would do. A file found on disk is never
+re-downloaded, even when its hash differs (a fine-tune or a converted
+checkpoint legitimately has another hash).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+WEIGHTS_ENV = "KERASMORPH_WEIGHTS"
+OFFLINE_ENV = "KERASMORPH_OFFLINE"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightFile:
+    """One pretrained weight file that KerasCV knows how to download.
+
+    Args:
+        component: the KerasCV component it belongs to, e.g. `"text_encoder"`.
+        filename: the file's name in KerasCV's cache, e.g. `"kcv_encoder.h5"`.
+        sha256: the hash KerasCV checks after downloading.
+        origin: the URL KerasCV downloads it from.
+    """
+
+    component: str
+    filename: str
+    sha256: str
+    origin: str
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Raised when weight files are neither on disk nor downloadable.
+
+    Attributes:
+        missing: the `WeightFile`s that were not found.
+        searched: the directories that were searched, in order.
+    """
+
+    def __init__(
+        self,
+        missing: Iterable[WeightFile],
+        searched: Iterable[Path],
+        reason: str,
+    ):
+        self.missing = tuple(missing)
+        self.searched = tuple(searched)
+        lines = [
+            f"Missing Stable Diffusion weight files ({reason}).",
+            "Put each file below in one of the searched directories:",
+        ]
+        for file in self.missing:
+            lines.append(
+                f"  - {file.filename} ({file.component}): "
+                f"sha256 {file.sha256}\n      from {file.origin}"
+            )
+        lines.append("Searched, in order:")
+        lines.extend(f"  - {directory}" for directory in self.searched)
+        lines.append(
+            f"Pass weights_dir=..., set {WEIGHTS_ENV}=DIR, or use the offline "
+            "preset 'tiny' (random weights) to try kerasmorph without them."
+        )
+        super().__init__("\n".join(lines))
+
+
+def keras_cache_dir() -> Path:
+    """Returns the directory where `keras.utils.get_file` caches downloads."""
+    keras_home = os.environ.get("KERAS_HOME")
+    base = Path(keras_home) if keras_home else Path.home() / ".keras"
+    return base / "datasets"
+
+
+def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Lists the directories searched for weight files, in priority order.
+
+    Args:
+        weights_dir: an optional directory given by the caller; searched first.
+
+    Returns:
+        A list of `Path`s without duplicates (they need not exist).
+    """
+    candidates: list[Path] = []
+    if weights_dir is not None:
+        candidates.append(Path(weights_dir).expanduser())
+    if os.environ.get(WEIGHTS_ENV):
+        candidates.append(Path(os.environ[WEIGHTS_ENV]).expanduser())
+    candidates.append(keras_cache_dir())
+    unique: list[Path] = []
+    for candidate in candidates:
+        if candidate not in unique:
+            unique.append(candidate)
+    return unique
+
+
+def find_weights(
+    files: Mapping[str, WeightFile],
+    weights_dir: str | os.PathLike | None = None,
+) -> dict[str, Path | None]:
+    """Looks for each weight file on disk without touching the network.
+
+    Args:
+        files: component name -> `WeightFile`.
+        weights_dir: an optional directory searched before the defaults.
+
+    Returns:
+        component name -> the first existing path, or `None` when not found.
+
+    Example:
+
+    ```python
+    from kerasmorph.presets import PRESETS
+    found = kerasmorph.find_weights(PRESETS["sd1"].weight_files)
+    ```
+    """
+    directories = search_dirs(weights_dir)
+    found: dict[str, Path | None] = {}
+    for component, file in files.items():
+        found[component] = next(
+            (
+                directory / file.filename
+                for directory in directories
+                if (directory / file.filename).is_file()
+            ),
+            None,
+        )
+    return found
+
+
+def is_offline() -> bool:
+    """Tells whether downloads must not be attempted.
+
+    Offline when `KERASMORPH_OFFLINE` or `HF_HUB_OFFLINE` is set to a true
+    value, or when the weights host cannot be reached within 3 seconds.
+    """
+    for variable in (OFFLINE_ENV, "HF_HUB_OFFLINE"):
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes"):
+            return True
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=3):
+            return False
+    except OSError:
+        return True
+
+
+def resolve_weights(
+    files: Mapping[str, WeightFile],
+    weights_dir: str | os.PathLike | None = None,
+    download: bool | None = None,
+) -> dict[str, Path]:
+    """Returns a local path for every file, downloading only when allowed.
+
+    Args:
+        files: component name -> `WeightFile`.
+        weights_dir: an optional directory searched first.
+        download: `True` downloads missing files through KerasCV's origin,
+            `False` never downloads, `None` (default) downloads only when
+            online (see `is_offline`).
+
+    Returns:
+        component name -> path of the file to load.
+
+    Raises:
+        MissingWeightsError: listing every missing file, its sha256 and the
+            searched directories, when a file is missing and may not be
+            downloaded. Raised before anything is downloaded or built.
+    """
+    found = find_weights(files, weights_dir)
+    missing = [files[name] for name, path in found.items() if path is None]
+    if not missing:
+        return {name: path for name, path in found.items() if path is not None}
+    if download is False:
+        reason = "downloading is disabled"
+    elif download is None and is_offline():
+        reason = "offline, and nothing may be downloaded"
+    else:
+        reason = ""
+    if reason:
+        raise MissingWeightsError(missing, search_dirs(weights_dir), reason)
+    from kerasmorph.backend import keras_module
+
+    keras = keras_module()
+    for file in missing:
+        found[file.component] = Path(
+            keras.utils.get_file(
+                fname=file.filename, origin=file.origin, file_hash=file.sha256
+            )
+        )
+    return {name: path for name, path in found.items() if path is not None}
+
+
+def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Returns the hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,88 @@
+"""The command line, called in-process through `main([...])`."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from kerasmorph.cli import main
+
+TINY = ["--model", "tiny", "--steps", "2", "--no-jit", "--quiet"]
+
+
+def test_generate_writes_an_image(tmp_path, capsys):
+    out = tmp_path / "image.png"
+    assert main(["generate", "a red circle", "--seed", "0", "--out", str(out), *TINY]) == 0
+    with Image.open(out) as image:
+        assert image.size == (128, 128) and image.mode == "RGB"
+    assert str(out) in capsys.readouterr().out
+
+
+def test_generate_is_deterministic_and_seeded(tmp_path):
+    paths = []
+    for name, seed in (("a.png", "1"), ("b.png", "1"), ("c.png", "2")):
+        paths.append(tmp_path / name)
+        main(["generate", "x", "--seed", seed, "--out", str(paths[-1]), *TINY])
+    data = [p.read_bytes() for p in paths]
+    assert data[0] == data[1] and data[0] != data[2]
+
+
+def test_generate_several_images_and_sizes(tmp_path):
+    out = tmp_path / "many.png"
+    args = ["generate", "x", "--num-images", "3", "--batch-size", "2", "--width", "192"]
+    assert main([*args, "--out", str(out), *TINY]) == 0
+    written = sorted(tmp_path.glob("many_*.png"))
+    assert [p.name for p in written] == ["many_000.png", "many_001.png", "many_002.png"]
+    with Image.open(written[0]) as image:
+        assert image.size == (192, 128)
+
+
+def test_auto_model_falls_back_to_tiny_offline(tmp_path, capsys):
+    out = tmp_path / "auto.png"
+    assert main(["generate", "x", "--steps", "1", "--no-jit", "--quiet", "--out", str(out)]) == 0
+    assert "using the offline 'tiny' preset" in capsys.readouterr().err
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--height", "100"], "Nearest valid sizes: 64 or 128"),
+        (["--out", "x.gif"], "--out must end in .png"),
+        (["--model", "sd9"], "Valid presets"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):
+    base = ["generate", "x", "--out", str(tmp_path / "x.png"), *TINY]
+    assert main([*base, *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_sd1_without_weights_lists_missing_files(tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert main(["generate", "x", "--model", "sd1", "--weights-dir", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "kcv_diffusion_model.h5" in err and str(tmp_path) in err
+
+
+def test_argparse_rejects_non_positive_steps(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["generate", "x", "--out", "x.png", "--steps", "0"])
+    assert exit_info.value.code == 2
+    assert "expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_info_reports_presets_and_missing_weights(tmp_path, capsys):
+    (tmp_path / "kcv_encoder.h5").write_bytes(b"")
+    assert main(["info", "--json", "--weights-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["backend"] == "tensorflow"
+    assert set(report["presets"]) >= {"sd1", "sd2", "tiny"}
+    sd1 = report["presets"]["sd1"]["weights"]
+    assert sd1["kcv_encoder.h5"] == str(tmp_path / "kcv_encoder.h5")
+    assert sd1["kcv_decoder.h5"] is None
+    assert report["weights_searched"][0] == str(tmp_path)
+    assert main(["info"]) == 0
+    assert "MISSING" in capsys.readouterr().out

@@ -1,0 +1,140 @@
+"""kerasmorph's sampler reproduces KerasCV's generate_image on the same weights.
+
+KerasCV's `generate_image` returns only uint8 images, so its final latents are
+captured by a decoder wrapper that records what it is asked to decode.
+"""
+
+import contextlib
+import io
+
+import numpy as np
+import pytest
+
+import kerasmorph
+
+PROMPT = "a photograph of an astronaut riding a horse"
+
+
+class RecordingDecoder:
+    """Stands in for KerasCV's decoder attribute and remembers its input."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+        self.latents = None
+
+    def predict_on_batch(self, latents):
+        self.latents = np.asarray(latents)
+        return self.decoder.predict_on_batch(latents)
+
+
+def kerascv_model(cls_name, size, components, tokenizer):
+    import keras_cv
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        model = getattr(keras_cv.models, cls_name)(size, size, jit_compile=False)
+    for name, component in components.items():
+        setattr(model, f"_{name}", component)
+    model._tokenizer = tokenizer
+    return model
+
+
+def run_kerascv(model, encoding, noise, num_steps, negative_prompt=None):
+    recorder = RecordingDecoder(model._decoder)
+    model._decoder = recorder
+    try:
+        images = model.generate_image(
+            encoding,
+            batch_size=len(noise),
+            num_steps=num_steps,
+            diffusion_noise=noise,
+            negative_prompt=negative_prompt,
+        )
+    finally:
+        model._decoder = recorder.decoder
+    return recorder.latents, images
+
+
+def relative_error(actual, expected):
+    return np.linalg.norm(actual - expected) / np.linalg.norm(expected)
+
+
+def compare(explorer, model, num_steps, negative_prompt=None, num_images=2):
+    encoding = explorer.encode_text(PROMPT)
+    np.testing.assert_allclose(encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-6, atol=1e-6)
+    noise = np.random.default_rng(0).standard_normal(
+        (num_images, *explorer.latent_shape)
+    ).astype("float32")
+    reference_latents, reference_images = run_kerascv(
+        model, encoding, noise, num_steps, negative_prompt
+    )
+    latents = explorer.denoise(
+        noise,
+        np.repeat(encoding, num_images, axis=0),
+        num_steps=num_steps,
+        negative_prompt=negative_prompt,
+    )
+    assert relative_error(latents, reference_latents) < 1e-4
+    images = explorer.generate_image(
+        encoding, num_steps=num_steps, diffusion_noise=noise, negative_prompt=negative_prompt
+    )
+    assert images.shape == reference_images.shape
+    assert np.abs(images.astype(int) - reference_images.astype(int)).max() <= 1
+    return latents, reference_latents
+
+
+@pytest.mark.parametrize("negative_prompt", [None, "blurry"])
+def test_tiny_matches_kerascv(tiny_explorer, negative_prompt):
+    components = {
+        name: getattr(tiny_explorer, name)
+        for name in ("text_encoder", "diffusion_model", "decoder")
+    }
+    model = kerascv_model("StableDiffusion", 128, components, tiny_explorer.tokenizer)
+    latents, reference = compare(tiny_explorer, model, 4, negative_prompt)
+    assert not np.allclose(latents[0], latents[1])  # Two different noises.
+
+
+@pytest.mark.slow
+def test_sd1_full_size_random_weights_match_kerascv():
+    """Full KerasCV sd1 architecture, random weights, 128x128, 3 steps."""
+    import keras
+    from keras_cv.src.models.stable_diffusion import decoder, diffusion_model, text_encoder
+
+    keras.utils.set_random_seed(0)
+    components = {
+        "text_encoder": text_encoder.TextEncoder(77, download_weights=False),
+        "diffusion_model": diffusion_model.DiffusionModel(
+            128, 128, 77, download_weights=False
+        ),
+        "decoder": decoder.Decoder(128, 128, download_weights=False),
+    }
+    from kerasmorph.presets import build_tokenizer
+
+    model = kerascv_model("StableDiffusion", 128, components, build_tokenizer())
+    # Reuses the KerasCV object's components: nothing is rebuilt or loaded.
+    explorer = kerasmorph.Explorer(model, jit_compile=False, verbose=False)
+    assert explorer.diffusion_model is components["diffusion_model"]
+    assert explorer.encoding_dim == 768
+    compare(explorer, model, num_steps=3)
+
+
+@pytest.mark.slow
+def test_sd2_text_width_is_read_from_the_model(tmp_path):
+    from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoderV2
+
+    from kerasmorph.presets import build_tokenizer
+
+    encoder = TextEncoderV2(77, download_weights=False)
+    model = kerascv_model(
+        "StableDiffusionV2", 128, {"text_encoder": encoder}, build_tokenizer()
+    )
+    # The KerasCV object's other components are not built: the Explorer looks
+    # for their files (offline here) instead of letting KerasCV download them.
+    with pytest.raises(kerasmorph.MissingWeightsError, match="diffusion_model_v2_1.h5"):
+        kerasmorph.Explorer(model, verbose=False)
+    for name in ("diffusion_model_v2_1.h5", "kcv_decoder.h5"):
+        (tmp_path / name).write_bytes(b"")  # Found, never built here.
+    explorer = kerasmorph.Explorer(model, weights_dir=tmp_path, verbose=False)
+    assert explorer.preset.name == "sd2" and explorer.text_encoder is encoder
+    encoding = explorer.encode_text(PROMPT)
+    assert encoding.shape == (1, 77, 1024) and explorer.encoding_dim == 1024
+    np.testing.assert_allclose(encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-5, atol=1e-5)
