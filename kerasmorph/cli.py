@@ -197,6 +197,153 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+GRID_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def add_walk_arguments(parser: argparse.ArgumentParser, *, frames: int | None) -> None:
+    """Adds the options every walk subcommand shares (and the model's)."""
+    from kerasmorph.schedules import SCHEDULES
+
+    group = parser.add_argument_group("walk")
+    if frames is not None:
+        group.add_argument(
+            "--frames", type=_positive_int, default=frames, help=f"frames (default {frames})"
+        )
+    group.add_argument(
+        "--schedule", default=None, help=f"spacing of the frames: {', '.join(SCHEDULES)}"
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out",
+        required=True,
+        help="the suffix picks the format: .gif, .mp4, an image (.png/.jpg/.webp) "
+        "for a grid of the frames, or a directory (no suffix) of PNG frames",
+    )
+    output.add_argument("--fps", type=float, default=10.0, help="GIF/MP4 frame rate")
+    output.add_argument(
+        "--rubber-band", action="store_true",
+        help="GIF: play forwards then backwards (frames + frames[2:-1] reversed)",
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def check_output_path(out: str) -> Path:
+    """Checks the --out suffix before any model work starts."""
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix and suffix not in (".gif", ".mp4", *GRID_SUFFIXES):
+        raise CommandError(
+            "--out must end in .gif, .mp4, .png, .jpg, .jpeg or .webp, or name a "
+            f"directory (no suffix). Received: --out {out}"
+        )
+    return path
+
+
+def write_frames(path: Path, frames, args: argparse.Namespace, *, num_columns=None):
+    """Writes frames to `path` in the format its suffix names; returns what was written."""
+    from kerasmorph import export, plotting
+
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return export.save_gif(path, frames, fps=args.fps, rubber_band=args.rubber_band)
+    if suffix == ".mp4":
+        return export.save_mp4(path, frames, fps=args.fps)
+    if suffix in GRID_SUFFIXES:
+        return plotting.save_grid(path, frames, num_columns=num_columns)
+    export.save_frames(path, frames)
+    return path
+
+
+def _render_walk(args: argparse.Namespace, build_walk, *, num_columns=None) -> int:
+    out = check_output_path(args.out)
+    explorer = build_explorer(args)
+    walk = build_walk(explorer)
+    frames = explorer.render(
+        walk,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        negative_prompt=args.negative_prompt,
+        batch_size=args.batch_size,
+    )
+    print(write_frames(out, frames, args, num_columns=num_columns))
+    return 0
+
+
+def _schedule(args: argparse.Namespace, default: str) -> str:
+    from kerasmorph.schedules import get_schedule
+
+    name = args.schedule or default
+    get_schedule(name)  # A ValueError listing the valid names.
+    return name
+
+
+def _run_interpolate(args: argparse.Namespace) -> int:
+    from kerasmorph import walks
+
+    schedule = _schedule(args, "linear")
+    return _render_walk(
+        args,
+        lambda explorer: walks.prompt_walk(
+            explorer, args.prompts, args.frames, schedule=schedule, seed=args.seed
+        ),
+    )
+
+
+def _run_grid(args: argparse.Namespace) -> int:
+    from kerasmorph import walks
+
+    schedule = _schedule(args, "linear")
+    return _render_walk(
+        args,
+        lambda explorer: walks.grid_walk(
+            explorer, args.prompts, args.size, seed=args.seed,
+            vary_noise=args.vary_noise, schedule=schedule,
+        ),
+        num_columns=args.size,
+    )
+
+
+def _run_walk(args: argparse.Namespace) -> int:
+    from kerasmorph import walks
+
+    schedule = _schedule(args, "linear")
+    return _render_walk(
+        args,
+        lambda explorer: walks.delta_walk(
+            explorer, args.prompt, args.frames,
+            step_size=None if args.norm is not None else args.step_size,
+            norm=args.norm, direction_seed=args.direction_seed, seed=args.seed,
+            schedule=schedule,
+        ),
+    )
+
+
+def _run_loop(args: argparse.Namespace) -> int:
+    from kerasmorph import walks
+
+    schedule = _schedule(args, "linear")
+    return _render_walk(
+        args,
+        lambda explorer: walks.noise_loop_walk(
+            explorer, args.prompt, args.frames, seed=args.seed, schedule=schedule
+        ),
+    )
+
+
+def _run_morph_seeds(args: argparse.Namespace) -> int:
+    from kerasmorph import walks
+
+    schedule = _schedule(args, "ease")
+    return _render_walk(
+        args,
+        lambda explorer: walks.seed_walk(
+            explorer, args.prompt, args.seeds, args.frames,
+            schedule=schedule, noise_method=args.noise_method,
+        ),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Builds the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -224,6 +371,52 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(generate)
     generate.add_argument("--quiet", action="store_true", help="no progress bar")
     generate.set_defaults(run=_run_generate)
+
+    interpolate = subparsers.add_parser(
+        "interpolate", help="interpolate 2+ prompts with fixed noise"
+    )
+    interpolate.add_argument("prompts", nargs="+", metavar="PROMPT")
+    add_walk_arguments(interpolate, frames=10)
+    interpolate.set_defaults(run=_run_interpolate)
+
+    grid = subparsers.add_parser("grid", help="bilinear grid of 4 prompts")
+    grid.add_argument("prompts", nargs=4, metavar="PROMPT", help="TL TR BL BR")
+    grid.add_argument("--size", type=_positive_int, default=4, help="frames per side")
+    grid.add_argument(
+        "--vary-noise", action="store_true", help="a different noise for every cell"
+    )
+    add_walk_arguments(grid, frames=None)
+    grid.set_defaults(run=_run_grid)
+
+    walk = subparsers.add_parser("walk", help="delta walk around one prompt")
+    walk.add_argument("prompt")
+    walk.add_argument("--step-size", type=float, default=0.005, help="element-wise step")
+    walk.add_argument("--norm", type=float, default=None, help="L2 length of each step instead")
+    walk.add_argument(
+        "--direction-seed", type=_non_negative_int, default=None,
+        help="walk in a random direction drawn from this seed (default: all ones)",
+    )
+    add_walk_arguments(walk, frames=20)
+    walk.set_defaults(run=_run_walk)
+
+    loop = subparsers.add_parser("loop", help="circular noise loop on one prompt")
+    loop.add_argument("prompt")
+    add_walk_arguments(loop, frames=16)
+    loop.set_defaults(run=_run_loop)
+
+    morph_seeds = subparsers.add_parser(
+        "morph-seeds", help="morph the noise between seeds for one prompt"
+    )
+    morph_seeds.add_argument("prompt")
+    morph_seeds.add_argument(
+        "--seeds", type=_non_negative_int, nargs="+", default=[1, 2], help="2+ seeds"
+    )
+    morph_seeds.add_argument(
+        "--noise-method", choices=("variance_preserving", "slerp"),
+        default="variance_preserving",
+    )
+    add_walk_arguments(morph_seeds, frames=10)
+    morph_seeds.set_defaults(run=_run_morph_seeds)
     return parser
 
 
@@ -234,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, ValueError, FileNotFoundError) as error:
+    except (CommandError, ValueError, FileNotFoundError, ImportError) as error:
         message = str(error)
         if isinstance(error, FileNotFoundError) and "\n" in message:
             print(f"kerasmorph {args.command}: {message}", file=sys.stderr)

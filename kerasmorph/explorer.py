@@ -477,15 +477,59 @@ class Explorer:
             noise = self.noise(num_images, seed)
         elif not _batched(noise, 3):
             noise = np.repeat(_unbatch(noise, 3)[None], num_images, axis=0)
-        latents = self.denoise(
-            noise,
-            encodings,
+        frames = self.render(
+            (encodings, noise),
             num_steps=num_steps,
             unconditional_guidance_scale=unconditional_guidance_scale,
             negative_prompt=negative_prompt,
             batch_size=batch_size,
         )
-        return self.decode(latents, batch_size=batch_size)
+        return np.stack(list(frames))
+
+    def render(
+        self,
+        walk: Any,
+        *,
+        num_steps: int = 50,
+        unconditional_guidance_scale: float = 7.5,
+        negative_prompt: str | None = None,
+        batch_size: int | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Renders per-frame encodings and noise into frames, batch by batch.
+
+        Frames are yielded as soon as their batch is decoded, so memory is
+        bounded by `batch_size`, not by the number of frames; a `Walk`
+        computes its inputs one batch at a time too. Every batch goes through
+        one compiled shape (the last one padded), so nothing retraces. To
+        write each frame atomically as soon as it is done, stream them:
+        `kerasmorph.export.save_frames(directory, explorer.render(walk))`.
+
+        Args:
+            walk: a `kerasmorph.walks.Walk`, or a pair `(encodings, noise)`
+                of arrays (F, 77, D) and (F, H/8, W/8, 4).
+            num_steps: denoising steps.
+            unconditional_guidance_scale: guidance scale.
+            negative_prompt: text of the unconditional pass; default "".
+            batch_size: frames per UNet batch; default min(F, 4).
+
+        Yields:
+            uint8 frames (img_height, img_width, 3), in order.
+
+        Example:
+
+        ```python
+        walk = kerasmorph.walks.prompt_walk(explorer, ["a cat", "a dog"], 30)
+        kerasmorph.export.save_gif("morph.gif", explorer.render(walk, num_steps=25))
+        ```
+        """
+        from kerasmorph.walks import as_walk
+
+        walk = as_walk(walk)
+        batch_size = self._batch_size(walk.num_frames, batch_size)
+        for latents in self._denoise_batches(
+            walk, num_steps, unconditional_guidance_scale, negative_prompt, batch_size
+        ):
+            yield from self.decode(latents, batch_size=batch_size)
 
     def denoise(
         self,
@@ -507,26 +551,60 @@ class Explorer:
             unconditional_guidance_scale: guidance scale.
             negative_prompt: text of the unconditional pass; default "".
             batch_size: rows per UNet batch; default min(N, 4).
-            num_skipped_steps: noisiest steps to skip (img2img).
+            num_skipped_steps: noisiest steps to skip (img2img), in
+                [0, num_steps).
 
         Returns:
             float32 (N, H/8, W/8, 4) final latents.
         """
-        if len(latents) != len(encodings):
-            raise ValueError(
-                "`latents` and `encodings` must have the same number of rows. "
-                f"Received: {len(latents)} latents and {len(encodings)} encodings"
+        from kerasmorph.walks import as_walk
+
+        walk = as_walk((encodings, latents))
+        batch_size = self._batch_size(walk.num_frames, batch_size)
+        return np.concatenate(
+            list(
+                self._denoise_batches(
+                    walk,
+                    num_steps,
+                    unconditional_guidance_scale,
+                    negative_prompt,
+                    batch_size,
+                    num_skipped_steps,
+                )
             )
+        )
+
+    def _denoise_batches(
+        self,
+        walk,
+        num_steps: int,
+        unconditional_guidance_scale: float,
+        negative_prompt: str | None,
+        batch_size: int,
+        num_skipped_steps: int = 0,
+    ) -> Iterator[np.ndarray]:
+        """Yields the final latents of each batch of the walk's frames."""
         schedule = sampler_lib.DDIMSchedule.create(num_steps)
-        unconditional = self.unconditional_context(negative_prompt)[0]
-        batch_size = self._batch_size(len(latents), batch_size)
-        num_batches = -(-len(latents) // batch_size)
+        if not 0 <= num_skipped_steps < num_steps:
+            raise ValueError(
+                f"`num_skipped_steps` must be in [0, {num_steps}). "
+                f"Received: num_skipped_steps={num_skipped_steps}"
+            )
+        unconditional = self.unconditional_context(negative_prompt)
+        unconditional_batch = np.repeat(unconditional, batch_size, axis=0)
+        num_batches = -(-walk.num_frames // batch_size)
         progbar = self._progbar(num_batches * (num_steps - num_skipped_steps))
-        outputs = []
-        for rows in _batch_slices(len(latents), batch_size):
-            batch_latents, num_real = _pad_rows(latents[rows], batch_size)
-            batch_encodings, _ = _pad_rows(encodings[rows], batch_size)
-            unconditional_batch = np.repeat(unconditional[None], batch_size, axis=0)
+        for indices in _batch_indices(walk.num_frames, batch_size):
+            encodings, latents = walk.inputs(indices)
+            encodings = self._check_encodings(encodings)
+            latents = self._check_noise(latents)
+            if len(encodings) != len(indices) or len(latents) != len(indices):
+                raise ValueError(
+                    f"The walk returned {len(encodings)} encodings and {len(latents)} "
+                    f"noises for {len(indices)} frames. Received: indices={indices.tolist()}"
+                )
+            batch_latents, num_real = _pad_rows(latents, batch_size)
+            batch_encodings, _ = _pad_rows(encodings, batch_size)
             result = self.sampler.sample(
                 batch_latents,
                 batch_encodings,
@@ -535,11 +613,9 @@ class Explorer:
                 unconditional_guidance_scale,
                 num_skipped_steps=num_skipped_steps,
                 on_step=progbar,
-            )
-            outputs.append(result[:num_real])
-        latents_out = np.concatenate(outputs)
-        _check_finite(latents_out, "denoising", self.precision)
-        return latents_out
+            )[:num_real]
+            _check_finite(result, "denoising", self.precision)
+            yield result
 
     def decode(self, latents: np.ndarray, *, batch_size: int | None = None) -> np.ndarray:
         """Decodes latents to uint8 images, as KerasCV does.
@@ -569,8 +645,8 @@ class Explorer:
             )
         batch_size = self._batch_size(len(latents), batch_size)
         images = []
-        for rows in _batch_slices(len(latents), batch_size):
-            batch, num_real = _pad_rows(latents[rows], batch_size)
+        for indices in _batch_indices(len(latents), batch_size):
+            batch, num_real = _pad_rows(latents[indices], batch_size)
             decoded = tf.cast(self._decode_fn(tf.constant(batch)), tf.float32).numpy()
             images.append(decoded[:num_real])
         decoded = np.concatenate(images)
@@ -667,9 +743,9 @@ def _check_finite(array: np.ndarray, stage: str, precision: str) -> None:
     )
 
 
-def _batch_slices(num_rows: int, batch_size: int) -> Iterator[slice]:
+def _batch_indices(num_rows: int, batch_size: int) -> Iterator[np.ndarray]:
     for start in range(0, num_rows, batch_size):
-        yield slice(start, min(start + batch_size, num_rows))
+        yield np.arange(start, min(start + batch_size, num_rows))
 
 
 def _pad_rows(array: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:

@@ -49,6 +49,7 @@ from kerasmorph.schedules import (
     _format_value,
     apply_schedule,
     get_schedule,
+    schedule_weights,
 )
 
 NoiseMethod = Literal["slerp", "variance_preserving"]
@@ -374,6 +375,8 @@ def bilinear_grid(
     bottom_left: ArrayLike,
     bottom_right: ArrayLike,
     num_per_side: int,
+    *,
+    schedule: ScheduleName | str | Schedule = "linear",
 ) -> np.ndarray:
     """A square grid of encodings interpolated bilinearly between 4 corners.
 
@@ -389,6 +392,8 @@ def bilinear_grid(
         bottom_left: array with the shape of `top_left`.
         bottom_right: array with the shape of `top_left`.
         num_per_side: frames per row and per column, >= 2.
+        schedule: spacing of the row and column weights (a schedule name or
+            callable); the corners stay exact whatever the schedule.
 
     Returns:
         Array of shape `(num_per_side², *top_left.shape)` with the floating
@@ -414,7 +419,7 @@ def bilinear_grid(
         bottom_right=bottom_right,
     )
     tl, tr, bl, br = (corner.astype(np.float64) for corner in corners)
-    positions = np.linspace(0.0, 1.0, num_per_side)
+    positions = schedule_weights(num_per_side, schedule)
     top_row = lerp(tl, tr, positions)  # (n, ...)
     bottom_row = lerp(bl, br, positions)  # (n, ...)
     grid = lerp(top_row, bottom_row, positions)  # (n rows, n columns, ...)
@@ -490,6 +495,7 @@ def delta_walk(
     direction: ArrayLike | None = None,
     seed: int | None = None,
     norm: float | None = None,
+    frame_positions: ArrayLike | None = None,
 ) -> np.ndarray:
     """A straight walk from an encoding: frame `k` is `encoding + k·delta`.
 
@@ -516,10 +522,14 @@ def delta_walk(
         seed: non-negative integer seeding a random direction. Conflicts with
             `direction`.
         norm: positive L2 length of `delta`. Conflicts with `step_size`.
+        frame_positions: compute only these frames, given as positions `k` in
+            [0, num_frames − 1] (fractional positions follow an eased
+            schedule), e.g. one render batch at a time; default all frames.
 
     Returns:
-        Array of shape `(num_frames, *encoding.shape)` with the floating dtype
-        of `encoding`; frame 0 is `encoding` exactly.
+        Array of shape `(num_frames, *encoding.shape)` (or
+        `(len(frame_positions), ...)`) with the floating dtype of `encoding`;
+        frame 0 is `encoding` exactly.
 
     Raises:
         ValueError: on conflicting arguments (`direction` with `seed`, `norm`
@@ -574,14 +584,16 @@ def delta_walk(
     else:
         scale = 0.005 if step_size is None else _check_real("step_size", step_size)
         delta = vector * scale
-    steps = np.arange(num_frames, dtype=np.float64)
+    steps = _frame_positions(frame_positions, num_frames, num_frames - 1)
     frames = encoding.astype(np.float64) + _broadcast(steps, encoding.ndim) * delta
     frames = frames.astype(_output_dtype(encoding))
-    frames[0] = encoding
+    frames[steps == 0] = encoding
     return frames
 
 
-def noise_loop(x: ArrayLike, y: ArrayLike, num_frames: int) -> np.ndarray:
+def noise_loop(
+    x: ArrayLike, y: ArrayLike, num_frames: int, *, frame_positions: ArrayLike | None = None
+) -> np.ndarray:
     """A circular walk in noise space that loops seamlessly.
 
     Frame `k` is `cos(θ)·x + sin(θ)·y` with `θ = 2π·k / num_frames`, for
@@ -595,10 +607,13 @@ def noise_loop(x: ArrayLike, y: ArrayLike, num_frames: int) -> np.ndarray:
         x: noise array, e.g. float32 of shape `(H/8, W/8, 4)`; frame 0.
         y: noise array with the shape of `x`, independent of it.
         num_frames: number of frames, >= 1.
+        frame_positions: compute only these frames, given as positions `k` in
+            [0, num_frames) (fractional positions follow an eased schedule),
+            e.g. one render batch at a time; default all frames.
 
     Returns:
-        Array of shape `(num_frames, *x.shape)` with the floating dtype of the
-        inputs; frame 0 is `x` exactly.
+        Array of shape `(num_frames, *x.shape)` (or `(len(frame_positions), ...)`)
+        with the floating dtype of the inputs; frame 0 is `x` exactly.
 
     Raises:
         ValueError: if the shapes differ, the arrays are not real numeric, or
@@ -612,13 +627,35 @@ def noise_loop(x: ArrayLike, y: ArrayLike, num_frames: int) -> np.ndarray:
     """
     x, y = _as_matching_arrays(x=x, y=y)
     num_frames = _check_count("num_frames", num_frames, 1)
-    angles = 2.0 * np.pi * np.arange(num_frames, dtype=np.float64) / num_frames
+    indices = _frame_positions(frame_positions, num_frames, np.nextafter(num_frames, 0))
+    angles = 2.0 * np.pi * indices / num_frames
     frames = _broadcast(np.cos(angles), x.ndim) * x.astype(np.float64) + _broadcast(
         np.sin(angles), x.ndim
     ) * y.astype(np.float64)
     frames = frames.astype(_output_dtype(x, y))
-    frames[0] = x
+    frames[indices == 0] = x
     return frames
+
+
+def _frame_positions(
+    frame_positions: ArrayLike | None, num_frames: int, highest: float
+) -> np.ndarray:
+    """Validates frame positions (float64, 1-D, in [0, highest]); default 0..n−1."""
+    if frame_positions is None:
+        return np.arange(num_frames, dtype=np.float64)
+    positions = np.asarray(frame_positions)
+    if (
+        positions.ndim != 1
+        or not (np.issubdtype(positions.dtype, np.integer) or np.issubdtype(positions.dtype, np.floating))
+        or not np.all(np.isfinite(positions))
+        or (positions.size and (positions.min() < 0 or positions.max() > highest))
+    ):
+        bound = f"{num_frames - 1}]" if highest == num_frames - 1 else f"{num_frames})"
+        raise ValueError(
+            f"`frame_positions` must be a 1-D array of numbers in [0, {bound}. "
+            f"Received: frame_positions={_format_value(frame_positions)}"
+        )
+    return positions.astype(np.float64)
 
 
 # ---------------------------------------------------------------------------

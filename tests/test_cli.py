@@ -86,3 +86,88 @@ def test_info_reports_presets_and_missing_weights(tmp_path, capsys):
     assert report["weights_searched"][0] == str(tmp_path)
     assert main(["info"]) == 0
     assert "MISSING" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- walk commands
+
+WALK = [*TINY, "--steps", "1"]
+
+
+def gif_frames(path):
+    with Image.open(path) as image:
+        durations = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            durations.append(image.info["duration"])
+        return image.n_frames, image.size, durations
+
+
+def test_interpolate_gif(tmp_path):
+    out = tmp_path / "morph.gif"
+    args = ["interpolate", "a red circle", "a blue square", "a green triangle"]
+    assert main([*args, "--frames", "5", "--fps", "5", "--out", str(out), *WALK]) == 0
+    num_frames, size, durations = gif_frames(out)
+    assert (num_frames, size) == (5, (128, 128))
+    assert durations == [200] * 5
+
+
+def test_interpolate_rubber_band_and_schedule(tmp_path):
+    out = tmp_path / "band.gif"
+    args = ["interpolate", "a", "b", "--frames", "5", "--schedule", "sinh", "--rubber-band"]
+    assert main([*args, "--out", str(out), *WALK]) == 0
+    assert gif_frames(out)[0] == 5 + 2
+
+
+def test_grid_image(tmp_path):
+    out = tmp_path / "grid.png"
+    args = ["grid", "a", "b", "c", "d", "--size", "3", "--vary-noise"]
+    assert main([*args, "--out", str(out), *WALK, "--height", "64", "--width", "64"]) == 0
+    with Image.open(out) as image:
+        assert image.size == (3 * 64, 3 * 64)
+
+
+def test_walk_to_a_directory_of_pngs(tmp_path):
+    out = tmp_path / "frames"
+    assert main(["walk", "a", "--frames", "4", "--step-size", "0.01", "--out", str(out), *WALK]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"frame_{i:05d}.png" for i in range(4)]
+
+
+def test_loop_mp4(tmp_path):
+    import imageio.v3 as iio
+
+    out = tmp_path / "loop.mp4"
+    assert main(["loop", "a", "--frames", "6", "--fps", "12", "--out", str(out), *WALK]) == 0
+    frames = iio.imread(out)
+    assert frames.shape[0] == 6 and frames.shape[1:3] == (128, 128)
+
+
+def test_morph_seeds(tmp_path):
+    out = tmp_path / "seeds.gif"
+    args = ["morph-seeds", "a", "--seeds", "1", "2", "3", "--frames", "5"]
+    assert main([*args, "--out", str(out), *WALK]) == 0
+    assert gif_frames(out)[0] == 5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["interpolate", "only one", "--out", "x.gif"], "at least 2 prompts"),
+        (["interpolate", "a", "b", "--schedule", "bouncy", "--out", "x.gif"], "'linear'"),
+        (["loop", "a", "--out", "x.avi"], "--out must end in .gif, .mp4"),
+        (["morph-seeds", "a", "--seeds", "1", "--out", "x.gif"], "at least 2 seeds"),
+        (["interpolate", "a", "b", "c", "--frames", "2", "--out", "x.gif"], "at least 3 frames"),
+    ],
+)
+def test_walk_commands_reject_bad_arguments(tmp_path, capsys, args, message):
+    args = [a if a != "x.gif" and a != "x.avi" else str(tmp_path / a) for a in args]
+    assert main([*args, *WALK]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_grid_needs_four_prompts(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["grid", "a", "b", "c", "--out", "x.png"])
+    assert exit_info.value.code == 2

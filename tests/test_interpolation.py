@@ -777,3 +777,54 @@ def test_materialize_path_rejects_bad_inputs(plan, num_encodings, num_noises, kw
 def test_module_exports_the_documented_registry():
     assert set(interpolation.NOISE_INTERPOLATORS) == {"slerp", "variance_preserving"}
     assert "lerp" not in interpolation.NOISE_INTERPOLATORS
+
+
+# ---------------------------------------------------------------------------
+# Computing a selection of frames (one render batch at a time).
+
+
+def test_frame_positions_select_the_same_frames():
+    rng = np.random.default_rng(3)
+    encoding = rng.standard_normal((77, 8)).astype(np.float32)
+    x, y = rng.standard_normal((2, 4, 4, 4)).astype(np.float32)
+    full_walk = interpolation.delta_walk(encoding, 10, seed=2, norm=1.0)
+    full_loop = interpolation.noise_loop(x, y, 10)
+    for indices in ([0, 1, 2], [7, 8, 9], [5], [9, 0]):
+        np.testing.assert_array_equal(
+            interpolation.delta_walk(encoding, 10, seed=2, norm=1.0, frame_positions=indices),
+            full_walk[indices],
+        )
+        np.testing.assert_array_equal(
+            interpolation.noise_loop(x, y, 10, frame_positions=indices), full_loop[indices]
+        )
+
+
+def test_fractional_positions_interpolate_between_frames():
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((2, 64, 64, 4))
+    half = interpolation.noise_loop(x, y, 8, frame_positions=[2.5])[0]
+    angle = 2 * np.pi * 2.5 / 8
+    np.testing.assert_allclose(half, np.cos(angle) * x + np.sin(angle) * y)
+    assert abs(half.std() - 1) < 0.02
+    walk = interpolation.delta_walk(np.zeros(3), 5, step_size=1.0, frame_positions=[0.5, 4.0])
+    np.testing.assert_array_equal(walk, [[0.5] * 3, [4.0] * 3])
+
+
+@pytest.mark.parametrize("positions", [[10], [-1], [[0, 1]], [np.nan], ["a"]])
+def test_frame_positions_out_of_range_are_rejected(positions):
+    x = np.zeros((2, 2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"frame_positions.*\[0, 10\)"):
+        interpolation.noise_loop(x, x, 10, frame_positions=positions)
+    with pytest.raises(ValueError, match=r"frame_positions.*\[0, 9\]"):
+        interpolation.delta_walk(x, 10, frame_positions=positions)
+
+
+def test_bilinear_grid_with_a_schedule_keeps_exact_corners_and_eases():
+    rng = np.random.default_rng(5)
+    corners = rng.standard_normal((4, 77, 8)).astype(np.float32)
+    eased = interpolation.bilinear_grid(*corners, 5, schedule="ease")
+    linear = interpolation.bilinear_grid(*corners, 5)
+    for corner, index in zip(corners, (0, 4, 20, 24)):
+        np.testing.assert_array_equal(eased[index], corner)
+    # Along the top row, the ease-in puts frame 1 closer to the corner than linear.
+    assert np.linalg.norm(eased[1] - corners[0]) < np.linalg.norm(linear[1] - corners[0])

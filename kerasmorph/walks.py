@@ -1,0 +1,515 @@
+"""Walks: per-frame prompt encodings and noise for latent-space experiments.
+
+A `Walk` says what each frame of a render is made of — its text encoding
+(77, D) and its starting noise (H/8, W/8, 4) — and computes them for any batch
+of frame indices on demand, so a render of thousands of frames holds only one
+batch of inputs at a time. The builders below encode their prompts and draw
+their noise once through an `Explorer`, then mix them with the pure functions
+of `kerasmorph.interpolation`:
+
+| builder | frames | noise |
+|---|---|---|
+| `prompt_walk` | 2+ prompts, lerped on a schedule | fixed |
+| `grid_walk` | bilinear grid of 4 prompts, row-major | fixed or one per cell |
+| `delta_walk` | `encoding + k·delta` around one prompt | fixed |
+| `noise_loop_walk` | one prompt | `cos θ·x + sin θ·y`, closing the loop |
+| `seed_walk` | one prompt | 2+ seeds, slerp or variance-preserving |
+| `keyframe_walk` | keyframes (prompt, seed), together or alternately | slerp |
+
+The one-liners (`interpolate`, `grid`, `walk`, `loop`, `morph_seeds`,
+`morph_prompts`) build a walk, render it and return the frames as a uint8
+array (F, H, W, 3); writing files is a separate call (`kerasmorph.export`).
+
+References:
+    Ian Stenbit, François Chollet, Luke Wood, "A walk through latent space
+    with Stable Diffusion", keras.io (2022).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from kerasmorph import interpolation
+from kerasmorph.schedules import Schedule, apply_schedule, schedule_weights
+
+FrameInputs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Walk:
+    """The inputs of every frame of a render, computed batch by batch.
+
+    Attributes:
+        num_frames: number of frames F.
+        compute: `indices -> (encodings (B, 77, D), noise (B, H/8, W/8, 4))`
+            for a 1-D int array of B frame indices.
+        positions: float64 (F,), each frame's position along the walk in
+            [0, 1] (for labels, plots and refinement).
+    """
+
+    num_frames: int
+    compute: FrameInputs
+    positions: np.ndarray
+
+    def inputs(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(encodings, noise)` of the frames at `indices`, float32."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1 or (
+            indices.size and (indices.min() < 0 or indices.max() >= self.num_frames)
+        ):
+            raise ValueError(
+                f"Frame indices must be a 1-D array in [0, {self.num_frames}). "
+                f"Received: indices={indices.tolist()}"
+            )
+        encodings, noise = self.compute(indices)
+        return encodings.astype(np.float32), noise.astype(np.float32)
+
+    @classmethod
+    def from_arrays(cls, encodings: np.ndarray, noise: np.ndarray) -> "Walk":
+        """A walk over precomputed arrays (F, 77, D) and (F, H/8, W/8, 4)."""
+        encodings = np.asarray(encodings, dtype=np.float32)
+        noise = np.asarray(noise, dtype=np.float32)
+        if encodings.ndim != 3 or noise.ndim != 4 or len(encodings) != len(noise):
+            raise ValueError(
+                "A walk needs encodings (F, 77, D) and noise (F, H/8, W/8, 4) with "
+                f"the same F. Received: encodings.shape={encodings.shape}, "
+                f"noise.shape={noise.shape}"
+            )
+        return cls(
+            num_frames=len(encodings),
+            compute=lambda indices: (encodings[indices], noise[indices]),
+            positions=_uniform_positions(len(encodings)),
+        )
+
+
+def as_walk(walk: Any) -> Walk:
+    """Accepts a `Walk` or an `(encodings, noise)` pair of arrays."""
+    if isinstance(walk, Walk):
+        return walk
+    if isinstance(walk, tuple) and len(walk) == 2:
+        return Walk.from_arrays(*walk)
+    raise ValueError(
+        "Expected a kerasmorph.walks.Walk or a pair (encodings, noise). "
+        f"Received: {type(walk).__name__}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Keyframe:
+    """A point of a keyframed walk.
+
+    Attributes:
+        prompt: the keyframe's prompt; `None` keeps the previous keyframe's.
+        seed: the keyframe's noise seed; `None` keeps the previous keyframe's.
+    """
+
+    prompt: str | None = None
+    seed: int | None = None
+
+
+def _uniform_positions(num_frames: int) -> np.ndarray:
+    return np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+
+
+def _split_frames(num_frames: int, num_segments: int) -> list[int]:
+    """Frames started by each segment of an open path with `num_frames` in all."""
+    if num_frames < num_segments + 1:
+        raise ValueError(
+            f"{num_segments + 1} keyframes need at least {num_segments + 1} frames. "
+            f"Received: num_frames={num_frames}"
+        )
+    base, extra = divmod(num_frames - 1, num_segments)
+    return [base + (1 if index < extra else 0) for index in range(num_segments)]
+
+
+def _plan_walk(
+    plan: list[interpolation.PathFrame],
+    encodings: np.ndarray,
+    noises: np.ndarray,
+    noise_method: str,
+) -> Walk:
+    def compute(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return interpolation.materialize_path(
+            [plan[i] for i in indices], encodings, noises, noise_method=noise_method
+        )
+
+    # Position along the walk: segment index plus the moving weight, normalised.
+    progress = np.array([f.segment + max(f.prompt_weight, f.noise_weight) for f in plan])
+    if plan[-1].prompt_weight < 1 and plan[-1].noise_weight < 1:
+        total = progress[-1] + 1.0  # A closed path ends one step before its start.
+    else:
+        total = max(progress[-1], 1e-12)
+    return Walk(len(plan), compute, progress / total)
+
+
+def prompt_walk(
+    explorer,
+    prompts: Sequence[str],
+    num_frames: int,
+    *,
+    schedule: str | Schedule = "linear",
+    seed: int = 0,
+) -> Walk:
+    """Interpolates the text encodings of 2+ prompts with the noise held fixed.
+
+    With two prompts and the linear schedule, frame k is exactly
+    `tf.linspace(encoding_a, encoding_b, num_frames)[k]`, as in the KerasCV
+    walk tutorial. With K prompts the frames are split as evenly as possible
+    between the K − 1 segments, and no frame repeats at a join.
+
+    Args:
+        explorer: a `kerasmorph.Explorer`.
+        prompts: two or more prompts.
+        num_frames: total frames, >= len(prompts).
+        schedule: schedule name (`"linear"`, `"sinh"`, `"ease"`, `"cosine"`)
+            or callable, applied within each segment.
+        seed: noise seed; every frame starts from `explorer.noise(1, seed)`.
+
+    Returns:
+        A `Walk` of `num_frames` frames.
+    """
+    prompts = _check_prompts(prompts, minimum=2)
+    per_segment = _split_frames(num_frames, len(prompts) - 1)
+    plan = interpolation.plan_path(len(prompts), per_segment, schedule=schedule)
+    encodings = explorer.encode_text(prompts)
+    noises = np.repeat(explorer.noise(1, seed), len(prompts), axis=0)
+    return _plan_walk(plan, encodings, noises, "slerp")
+
+
+def grid_walk(
+    explorer,
+    prompts: Sequence[str],
+    num_per_side: int,
+    *,
+    seed: int = 0,
+    vary_noise: bool = False,
+    schedule: str | Schedule = "linear",
+) -> Walk:
+    """A bilinear grid of 4 prompts: rows top → bottom, columns left → right.
+
+    Args:
+        explorer: a `kerasmorph.Explorer`.
+        prompts: top-left, top-right, bottom-left, bottom-right.
+        num_per_side: n, >= 2; the walk has n·n frames, row-major, whose
+            corners are exactly the 4 prompts' encodings.
+        seed: noise seed.
+        vary_noise: `False` (default) starts every cell from the same noise;
+            `True` gives cell i the noise stream (seed, i).
+        schedule: spacing of the rows' and columns' weights.
+
+    Returns:
+        A `Walk` of n·n frames.
+    """
+    prompts = _check_prompts(prompts, minimum=4, maximum=4)
+    grid = interpolation.bilinear_grid(
+        *explorer.encode_text(prompts), num_per_side, schedule=schedule
+    )
+    num_cells = num_per_side * num_per_side
+    if vary_noise:
+        def noise_of(indices):
+            return np.concatenate([explorer.noise(1, seed, start=int(i)) for i in indices])
+    else:
+        fixed = explorer.noise(1, seed)
+
+        def noise_of(indices):
+            return np.repeat(fixed, len(indices), axis=0)
+
+    return Walk(
+        num_cells,
+        lambda indices: (grid[indices], noise_of(indices)),
+        _uniform_positions(num_cells),
+    )
+
+
+def delta_walk(
+    explorer,
+    prompt: str,
+    num_frames: int,
+    *,
+    step_size: float | None = None,
+    norm: float | None = None,
+    direction_seed: int | None = None,
+    seed: int = 0,
+    schedule: str | Schedule = "linear",
+) -> Walk:
+    """Walks away from one prompt's encoding: frame k is `encoding + k·delta`.
+
+    Args:
+        explorer: a `kerasmorph.Explorer`.
+        prompt: the starting prompt.
+        num_frames: frames, >= 1.
+        step_size: element-wise step (default 0.005, the KerasCV tutorial's
+            `ones × 0.005`); exclusive with `norm`.
+        norm: L2 length of each step instead.
+        direction_seed: draw a random direction from this seed instead of ones.
+        seed: noise seed; the noise is fixed.
+        schedule: spacing of the steps (linear: equal steps).
+
+    Returns:
+        A `Walk` of `num_frames` frames.
+    """
+    encoding = explorer.encode_text(prompt)[0]
+    noise = explorer.noise(1, seed)
+    steps = _schedule_positions(num_frames, schedule) * (num_frames - 1)
+    interpolation.delta_walk(  # Validates the arguments up front.
+        encoding, num_frames, step_size=step_size, norm=norm, seed=direction_seed,
+        frame_positions=steps[:1],
+    )
+
+    def compute(indices):
+        encodings = interpolation.delta_walk(
+            encoding, num_frames, step_size=step_size, norm=norm, seed=direction_seed,
+            frame_positions=steps[indices],
+        )
+        return encodings, np.repeat(noise, len(indices), axis=0)
+
+    return Walk(num_frames, compute, _uniform_positions(num_frames))
+
+
+def noise_loop_walk(
+    explorer,
+    prompt: str,
+    num_frames: int,
+    *,
+    seed: int = 0,
+    schedule: str | Schedule = "linear",
+) -> Walk:
+    """Circles through noise space around one prompt, returning to the start.
+
+    Frame k's noise is `cos θ·x + sin θ·y` with θ = 2π·schedule(k / F), where
+    x and y are the noise streams (seed, 0) and (seed, 1); the frame after the
+    last would be frame 0, so a GIF loops seamlessly. Every frame's noise stays
+    standard normal.
+
+    Returns:
+        A `Walk` of `num_frames` frames.
+    """
+    encoding = explorer.encode_text(prompt)
+    x, y = explorer.noise(2, seed)
+    positions = apply_schedule(schedule, np.arange(num_frames) / num_frames) * num_frames
+    positions = np.minimum(positions, np.nextafter(num_frames, 0))
+
+    def compute(indices):
+        noise = interpolation.noise_loop(x, y, num_frames, frame_positions=positions[indices])
+        return np.repeat(encoding, len(indices), axis=0), noise
+
+    return Walk(num_frames, compute, np.arange(num_frames) / num_frames)
+
+
+def seed_walk(
+    explorer,
+    prompt: str,
+    seeds: Sequence[int],
+    num_frames: int,
+    *,
+    schedule: str | Schedule = "ease",
+    noise_method: str = "variance_preserving",
+) -> Walk:
+    """Morphs the noise between 2+ seeds for one prompt.
+
+    The mix keeps the noise standard normal (variance-preserving
+    `sqrt(1−x)·a + sqrt(x)·b` by default, or `"slerp"`); a plain lerp, which
+    would blur the middle frames, is never used.
+
+    Returns:
+        A `Walk` of `num_frames` frames.
+    """
+    seeds = list(seeds)
+    if len(seeds) < 2:
+        raise ValueError(f"`seeds` must hold at least 2 seeds. Received: seeds={seeds}")
+    per_segment = _split_frames(num_frames, len(seeds) - 1)
+    plan = interpolation.plan_path(len(seeds), per_segment, schedule=schedule)
+    # The prompt stays: every keyframe gets the same encoding.
+    encodings = np.repeat(explorer.encode_text(prompt), len(seeds), axis=0)
+    noises = np.concatenate([explorer.noise(1, s) for s in seeds])
+    return _plan_walk(plan, encodings, noises, noise_method)
+
+
+def keyframe_walk(
+    explorer,
+    keyframes: Sequence[Keyframe],
+    frames_per_segment: int | Sequence[int],
+    *,
+    schedule: str | Schedule | Sequence[str | Schedule] = "linear",
+    mode: str = "together",
+    closed: bool = False,
+    noise_method: str = "slerp",
+) -> Walk:
+    """Walks through keyframes, varying prompt and noise together or in turn.
+
+    Args:
+        explorer: a `kerasmorph.Explorer`.
+        keyframes: 2+ `Keyframe`s; a missing prompt or seed repeats the
+            previous keyframe's (the first needs a prompt; its seed defaults to 0).
+        frames_per_segment: frames per segment, an int or one per segment.
+        schedule: a schedule, or one per segment.
+        mode: `"together"` or `"alternate"` (prompt first, then noise).
+        closed: add a segment back to the first keyframe (a seamless loop).
+        noise_method: `"slerp"` or `"variance_preserving"`.
+
+    Returns:
+        A `Walk`; see `kerasmorph.interpolation.plan_path` for the frame count.
+    """
+    if len(keyframes) < 2:
+        raise ValueError(
+            f"A keyframed walk needs at least 2 keyframes. Received: {len(keyframes)}"
+        )
+    prompts, seeds = [], []
+    for index, keyframe in enumerate(keyframes):
+        prompt = keyframe.prompt if keyframe.prompt is not None else (prompts or [None])[-1]
+        if prompt is None:
+            raise ValueError(
+                f"The first keyframe needs a prompt. Received: keyframes[{index}]={keyframe}"
+            )
+        prompts.append(prompt)
+        seeds.append(keyframe.seed if keyframe.seed is not None else (seeds or [0])[-1])
+    plan = interpolation.plan_path(
+        len(keyframes), frames_per_segment, schedule=schedule, mode=mode, closed=closed
+    )
+    encodings = explorer.encode_text(prompts)
+    noises = np.concatenate([explorer.noise(1, s) for s in seeds])
+    return _plan_walk(plan, encodings, noises, noise_method)
+
+
+def _schedule_positions(num_frames: int, schedule: str | Schedule) -> np.ndarray:
+    return schedule_weights(num_frames, schedule)
+
+
+def _check_prompts(prompts: Sequence[str], minimum: int, maximum: int | None = None) -> list[str]:
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if len(prompts) < minimum or (maximum is not None and len(prompts) > maximum):
+        expected = f"exactly {minimum}" if minimum == maximum else f"at least {minimum}"
+        raise ValueError(
+            f"Expected {expected} prompts. Received: {len(prompts)} prompts {prompts!r}"
+        )
+    return prompts
+
+
+# ----------------------------------------------------------------- one-liners
+
+
+def _render_all(explorer, walk: Walk, sampling: dict[str, Any]) -> np.ndarray:
+    return np.stack(list(explorer.render(walk, **sampling)))
+
+
+def interpolate(
+    explorer,
+    prompts: Sequence[str],
+    num_frames: int = 5,
+    *,
+    schedule: str | Schedule = "linear",
+    seed: int = 0,
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Frames interpolating 2+ prompts with fixed noise (the KerasCV tutorial).
+
+    Returns:
+        uint8 (num_frames, H, W, 3).
+
+    Example:
+
+    ```python
+    frames = kerasmorph.walks.interpolate(explorer, ["a cat", "a dog"], 150, num_steps=25)
+    kerasmorph.export.save_gif("cat_dog.gif", frames, fps=10, rubber_band=True)
+    ```
+    """
+    walk = prompt_walk(explorer, prompts, num_frames, schedule=schedule, seed=seed)
+    return _render_all(explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+
+
+def morph_prompts(
+    explorer,
+    prompts: Sequence[str],
+    num_frames: int = 30,
+    *,
+    schedule: str | Schedule = "sinh",
+    seed: int = 0,
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """A prompt morph with sinh spacing: frames dense where the image flips."""
+    return interpolate(
+        explorer, prompts, num_frames, schedule=schedule, seed=seed, num_steps=num_steps,
+        unconditional_guidance_scale=unconditional_guidance_scale, batch_size=batch_size,
+    )
+
+
+def grid(
+    explorer,
+    prompts: Sequence[str],
+    num_per_side: int = 4,
+    *,
+    seed: int = 0,
+    vary_noise: bool = False,
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The n·n frames of a 4-prompt bilinear grid, row-major.
+
+    Show them with `kerasmorph.plotting.plot_grid(frames)`.
+    """
+    walk = grid_walk(explorer, prompts, num_per_side, seed=seed, vary_noise=vary_noise)
+    return _render_all(explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+
+
+def walk(
+    explorer,
+    prompt: str,
+    num_frames: int = 150,
+    *,
+    step_size: float = 0.005,
+    seed: int = 0,
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Frames of a delta walk around one prompt (`encoding + k·step_size`)."""
+    path = delta_walk(explorer, prompt, num_frames, step_size=step_size, seed=seed)
+    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+
+
+def loop(
+    explorer,
+    prompt: str,
+    num_frames: int = 64,
+    *,
+    seed: int = 0,
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Frames of a circular noise loop on one prompt (loops seamlessly)."""
+    path = noise_loop_walk(explorer, prompt, num_frames, seed=seed)
+    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+
+
+def morph_seeds(
+    explorer,
+    prompt: str,
+    seeds: Sequence[int] = (1, 2),
+    num_frames: int = 30,
+    *,
+    schedule: str | Schedule = "ease",
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Frames morphing the noise between seeds for one prompt (variance-preserving, eased)."""
+    path = seed_walk(explorer, prompt, seeds, num_frames, schedule=schedule)
+    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+
+
+def _sampling(num_steps: int, guidance: float, batch_size: int | None) -> dict[str, Any]:
+    return {
+        "num_steps": num_steps,
+        "unconditional_guidance_scale": guidance,
+        "batch_size": batch_size,
+    }
