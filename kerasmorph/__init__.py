@@ -37,12 +37,15 @@ _SUBMODULES = (
     "cli",
     "explorer",
     "export",
+    "images",
     "interpolation",
     "plotting",
     "presets",
     "sampler",
     "schedules",
+    "sweeps",
     "tiny",
+    "walks",
     "weights",
 )
 

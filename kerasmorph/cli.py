@@ -101,18 +101,32 @@ def resolve_model_name(name: str, weights_dir: str | None) -> str:
     return "tiny"
 
 
+# The last Explorer built, reused when `main` runs again in the same process
+# (notebooks, tests) with the same model settings: building and tracing a
+# model costs seconds (tiny) to minutes (sd1). One entry bounds the memory.
+_last_explorer: tuple[tuple, object] | None = None
+
+
 def build_explorer(args: argparse.Namespace):
     """Builds the `Explorer` described by the shared model arguments."""
+    global _last_explorer
     name = resolve_model_name(args.model, args.weights_dir)
-    return kerasmorph.Explorer(
-        name,
-        img_height=args.height,
-        img_width=args.width,
-        jit_compile=args.jit,
-        precision=args.precision,
-        weights_dir=args.weights_dir,
-        verbose=not args.quiet,
-    )
+    key = (name, args.height, args.width, args.jit, args.precision, args.weights_dir)
+    if _last_explorer is not None and _last_explorer[0] == key:
+        explorer = _last_explorer[1]
+    else:
+        _last_explorer = None  # Release the previous model before building.
+        explorer = kerasmorph.Explorer(
+            name,
+            img_height=args.height,
+            img_width=args.width,
+            jit_compile=args.jit,
+            precision=args.precision,
+            weights_dir=args.weights_dir,
+        )
+        _last_explorer = (key, explorer)
+    explorer.verbose = not args.quiet
+    return explorer
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -344,6 +358,110 @@ def _run_morph_seeds(args: argparse.Namespace) -> int:
     )
 
 
+def _check_image_out(out: str) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in GRID_SUFFIXES:
+        raise CommandError(
+            f"--out must end in .png, .jpg, .jpeg or .webp. Received: --out {out}"
+        )
+    return path
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def _loaded_images(explorer, paths: Sequence[str], fit: str):
+    return explorer.load_images(list(paths), fit=fit)
+
+
+def _run_img2img(args: argparse.Namespace) -> int:
+    from kerasmorph import export
+
+    out = _check_image_out(args.out)
+    explorer = build_explorer(args)
+    image = _loaded_images(explorer, [args.image], args.fit)
+    frames = explorer.image_to_image(
+        image, args.prompt, strength=args.strength, num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance, seed=args.seed,
+        negative_prompt=args.negative_prompt,
+    )
+    print(export.save_frame(out, frames[0]))
+    return 0
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    from kerasmorph import plotting, sweeps
+
+    out = check_output_path(args.out)
+    values = sweeps.parse_range(args.range)
+    explorer = build_explorer(args)
+    image = _loaded_images(explorer, [args.image], args.fit)
+    result = sweeps.sweep(
+        explorer, args.prompt, args.param, values, image=image, seed=args.seed,
+        num_steps=args.steps, unconditional_guidance_scale=args.guidance,
+        strength=args.strength,
+    )
+    if out.suffix.lower() in GRID_SUFFIXES:
+        print(plotting.save_grid(out, result.frames, labels=list(result.labels)))
+    else:
+        print(write_frames(out, result.frames, args))
+    return 0
+
+
+def _run_inpaint(args: argparse.Namespace) -> int:
+    from kerasmorph import export
+
+    out = _check_image_out(args.out)
+    raw = _check_image_out(args.raw_out) if args.raw_out else None
+    explorer = build_explorer(args)
+    image = _loaded_images(explorer, [args.image], args.fit)
+    result = explorer.inpaint(
+        image, args.mask, args.prompt, num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance, seed=args.seed,
+        feather_radius=args.feather,
+    )
+    print(export.save_frame(out, result.composite[0]))
+    if raw is not None:
+        print(export.save_frame(raw, result.images[0]))
+    return 0
+
+
+def _run_morph_images(args: argparse.Namespace) -> int:
+    from kerasmorph import walks
+
+    if len(args.prompts) != len(args.images):
+        raise CommandError(
+            f"--prompts needs one prompt per image. Received: {len(args.images)} images "
+            f"and {len(args.prompts)} prompts"
+        )
+    schedule = _schedule(args, "linear")
+
+    def build(explorer):
+        images = _loaded_images(explorer, args.images, args.fit)
+        return walks.image_morph_walk(
+            explorer, list(images), args.prompts, args.frames, schedule=schedule,
+            num_steps=args.steps, inversion_guidance=args.guidance,
+            num_refinements=args.inversion_refinements,
+        )
+
+    return _render_walk(args, build)
+
+
+def add_image_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds --fit, the policy that brings input images to the model size."""
+    parser.add_argument(
+        "--fit", choices=("resize", "center-crop", "pad"), default="resize",
+        help="how input images are brought to the model size (default: resize)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Builds the argument parser with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -417,6 +535,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_walk_arguments(morph_seeds, frames=10)
     morph_seeds.set_defaults(run=_run_morph_seeds)
+
+    img2img = subparsers.add_parser("img2img", help="image to image with a strength")
+    img2img.add_argument("image")
+    img2img.add_argument("prompt")
+    img2img.add_argument("--strength", type=_unit_float, default=0.75)
+    img2img.add_argument("--out", required=True, help="image path (.png/.jpg/.webp)")
+    add_image_arguments(img2img)
+    add_model_arguments(img2img)
+    img2img.add_argument("--quiet", action="store_true", help="no progress bar")
+    img2img.set_defaults(run=_run_img2img)
+
+    sweep = subparsers.add_parser(
+        "sweep", help="vary one argument over a range with the noise fixed"
+    )
+    sweep.add_argument("image")
+    sweep.add_argument("prompt")
+    sweep.add_argument(
+        "--param", choices=("strength", "guidance", "num_steps", "prompt_weight"),
+        default="strength",
+    )
+    sweep.add_argument(
+        "--range", required=True, help="start:stop:step (stop included) or a,b,c"
+    )
+    sweep.add_argument(
+        "--strength", type=_unit_float, default=0.75, help="img2img strength when not swept"
+    )
+    add_image_arguments(sweep)
+    add_walk_arguments(sweep, frames=None)
+    sweep.set_defaults(run=_run_sweep)
+
+    inpaint = subparsers.add_parser("inpaint", help="repaint the white part of a mask")
+    inpaint.add_argument("image")
+    inpaint.add_argument("mask", help="white = repaint, black = keep; any size or mode")
+    inpaint.add_argument("prompt")
+    inpaint.add_argument(
+        "--out", required=True,
+        help="the result with the original pasted outside the mask (feathered)",
+    )
+    inpaint.add_argument("--raw-out", help="also write the decoded result without the paste")
+    inpaint.add_argument(
+        "--feather", type=float, default=4.0, help="mask edge blur radius in pixels"
+    )
+    add_image_arguments(inpaint)
+    add_model_arguments(inpaint)
+    inpaint.add_argument("--quiet", action="store_true", help="no progress bar")
+    inpaint.set_defaults(run=_run_inpaint)
+
+    morph_images = subparsers.add_parser(
+        "morph-images", help="morph between real images by DDIM inversion"
+    )
+    morph_images.add_argument("images", nargs="+", metavar="IMAGE")
+    morph_images.add_argument(
+        "--prompts", nargs="+", required=True, help="one prompt per image"
+    )
+    morph_images.add_argument(
+        "--inversion-refinements", type=_non_negative_int, default=0,
+        help="fixed-point iterations per inversion step (exacter, slower)",
+    )
+    add_image_arguments(morph_images)
+    add_walk_arguments(morph_images, frames=30)
+    morph_images.set_defaults(run=_run_morph_images, guidance=1.0)
     return parser
 
 

@@ -174,6 +174,8 @@ class Sampler:
     Attributes:
         num_traces: how many times the step function has been traced; one per
             (batch size, image size) when nothing retraces.
+        num_steps_run: guided steps run so far (each is one UNet call on a
+            doubled batch).
 
     Example:
 
@@ -190,6 +192,7 @@ class Sampler:
         self.diffusion_model = diffusion_model
         self.jit_compile = jit_compile
         self.num_traces = 0
+        self.num_steps_run = 0
         self._step = tf.function(self._guided_step, jit_compile=jit_compile)
         self._embedding_cache: dict[int, np.ndarray] = {}
 
@@ -229,6 +232,7 @@ class Sampler:
         *,
         num_skipped_steps: int = 0,
         on_step: Callable[[], None] | None = None,
+        keep: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Denoises one batch of latents.
 
@@ -243,29 +247,122 @@ class Sampler:
             num_skipped_steps: skip this many of the noisiest steps (img2img
                 starts part-way); 0 runs them all.
             on_step: called after every step (progress bars).
+            keep: `(mask, original, noise)` for inpainting by latent mask
+                blending: mask float32 (B, h, w, 1), 1 = repaint; after every
+                step the kept region (mask 0) is replaced by `original`
+                (B, h, w, 4) noised with `noise` to the step's level,
+                `sqrt(ᾱ_prev)·original + sqrt(1 − ᾱ_prev)·noise`. The last
+                step has ᾱ_prev = 1, so the kept region ends exactly equal to
+                `original`.
 
         Returns:
             float32 (B, h, w, 4), the final latent.
         """
         import tensorflow as tf
 
+        coefficients = schedule.coefficients()
+        after_step = None
+        if keep is not None:
+            mask, original, noise = (tf.constant(a, tf.float32) for a in keep)
+
+            def after_step(index, latent):
+                noised = coefficients[index, 3] * original + coefficients[index, 2] * noise
+                return mask * latent + (1.0 - mask) * noised
+
+        return self._run(
+            latent, context, unconditional_context, schedule.timesteps, coefficients,
+            range(schedule.num_steps - 1 - num_skipped_steps, -1, -1),
+            unconditional_guidance_scale, on_step, after_step,
+        )
+
+    def invert(
+        self,
+        latent: np.ndarray,
+        context: np.ndarray,
+        unconditional_context: np.ndarray,
+        schedule: DDIMSchedule,
+        unconditional_guidance_scale: float,
+        *,
+        num_refinements: int = 0,
+        on_step: Callable[[], None] | None = None,
+    ) -> np.ndarray:
+        """DDIM inversion: runs the deterministic sampler backwards.
+
+        Step i goes from ᾱ_prev_i to ᾱ_i with the noise predicted at the less
+        noisy latent and timestep t_i — the forward update with its two ᾱs
+        swapped — so it reuses the compiled step. That prediction is taken at
+        the wrong latent, which is what makes plain inversion approximate;
+        each of `num_refinements` fixed-point iterations evaluates the forward
+        step at the current guess x and corrects it,
+        `x += (x_prev − step(x)) · sqrt(ᾱ_i) / sqrt(ᾱ_prev_i)`, so that
+        sampling from the result lands back on `latent`.
+
+        Args:
+            latent: float32 (B, h, w, 4), clean image latents.
+            context, unconditional_context: as in `sample`.
+            schedule: the `DDIMSchedule`.
+            unconditional_guidance_scale: guidance used while inverting (1.0
+                inverts most faithfully).
+            num_refinements: fixed-point iterations per step (each costs one
+                guided UNet call); 0 is plain DDIM inversion.
+            on_step: called after every inversion step.
+
+        Returns:
+            float32 (B, h, w, 4), the latent at the schedule's noisiest step.
+        """
+        import tensorflow as tf
+
+        forward = schedule.coefficients()
+        swapped = forward[:, [2, 3, 0, 1]]
         embeddings = self._embeddings(schedule.timesteps)
-        coefficients = tf.constant(schedule.coefficients())
         latent = tf.convert_to_tensor(latent, dtype=tf.float32)
         context = tf.convert_to_tensor(context, dtype=tf.float32)
-        unconditional_context = tf.convert_to_tensor(
-            unconditional_context, dtype=tf.float32
-        )
+        unconditional_context = tf.convert_to_tensor(unconditional_context, dtype=tf.float32)
         guidance = tf.constant(unconditional_guidance_scale, dtype=tf.float32)
-        for index in range(schedule.num_steps - 1 - num_skipped_steps, -1, -1):
+        for index in range(schedule.num_steps):
+            previous = latent
+            latent = self._step(
+                previous, embeddings[index], context, unconditional_context, guidance,
+                tf.constant(swapped[index]),
+            )
+            # d step(x) / dx ≈ sqrt(ᾱ_prev) / sqrt(ᾱ) when eps varies slowly.
+            gain = float(forward[index, 1] / forward[index, 3])
+            for _ in range(num_refinements):
+                back = self._step(
+                    latent, embeddings[index], context, unconditional_context, guidance,
+                    tf.constant(forward[index]),
+                )
+                latent = latent + (previous - back) * gain
+            self.num_steps_run += 1 + num_refinements
+            if on_step is not None:
+                on_step()
+        return latent.numpy()
+
+    def _run(
+        self, latent, context, unconditional_context, timesteps, coefficients,
+        indices, guidance, on_step, after_step=None,
+    ) -> np.ndarray:
+        """Runs the compiled step at each of `indices`, in the order given."""
+        import tensorflow as tf
+
+        embeddings = self._embeddings(timesteps)
+        step_coefficients = tf.constant(coefficients)
+        latent = tf.convert_to_tensor(latent, dtype=tf.float32)
+        context = tf.convert_to_tensor(context, dtype=tf.float32)
+        unconditional_context = tf.convert_to_tensor(unconditional_context, dtype=tf.float32)
+        guidance = tf.constant(guidance, dtype=tf.float32)
+        for index in indices:
             latent = self._step(
                 latent,
                 embeddings[index],
                 context,
                 unconditional_context,
                 guidance,
-                coefficients[index],
+                step_coefficients[index],
             )
+            if after_step is not None:
+                latent = after_step(index, latent)
+            self.num_steps_run += 1
             if on_step is not None:
                 on_step()
         return latent.numpy()

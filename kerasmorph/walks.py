@@ -15,6 +15,8 @@ of `kerasmorph.interpolation`:
 | `noise_loop_walk` | one prompt | `cos θ·x + sin θ·y`, closing the loop |
 | `seed_walk` | one prompt | 2+ seeds, slerp or variance-preserving |
 | `keyframe_walk` | keyframes (prompt, seed), together or alternately | slerp |
+| `path_walk` | keyframe arrays (encodings, noises) | slerp |
+| `image_morph_walk` | 2+ real images' prompts | their DDIM-inverted noises, slerped |
 
 The one-liners (`interpolate`, `grid`, `walk`, `loop`, `morph_seeds`,
 `morph_prompts`) build a walk, render it and return the frames as a uint8
@@ -367,12 +369,82 @@ def keyframe_walk(
             )
         prompts.append(prompt)
         seeds.append(keyframe.seed if keyframe.seed is not None else (seeds or [0])[-1])
-    plan = interpolation.plan_path(
-        len(keyframes), frames_per_segment, schedule=schedule, mode=mode, closed=closed
+    return path_walk(
+        explorer.encode_text(prompts),
+        np.concatenate([explorer.noise(1, s) for s in seeds]),
+        frames_per_segment,
+        schedule=schedule, mode=mode, closed=closed, noise_method=noise_method,
     )
-    encodings = explorer.encode_text(prompts)
-    noises = np.concatenate([explorer.noise(1, s) for s in seeds])
+
+
+def path_walk(
+    encodings: np.ndarray,
+    noises: np.ndarray,
+    frames_per_segment: int | Sequence[int],
+    *,
+    schedule: str | Schedule | Sequence[str | Schedule] = "linear",
+    mode: str = "together",
+    closed: bool = False,
+    noise_method: str = "slerp",
+) -> Walk:
+    """Walks through keyframes given as arrays (K, 77, D) and (K, h, w, 4).
+
+    Encodings are lerped and noises slerped (or variance-preserving mixed)
+    along `kerasmorph.interpolation.plan_path`; see `keyframe_walk`.
+    """
+    plan = interpolation.plan_path(
+        len(encodings), frames_per_segment, schedule=schedule, mode=mode, closed=closed
+    )
     return _plan_walk(plan, encodings, noises, noise_method)
+
+
+def image_morph_walk(
+    explorer,
+    images: Sequence[Any],
+    prompts: Sequence[str],
+    num_frames: int,
+    *,
+    schedule: str | Schedule = "linear",
+    num_steps: int = 50,
+    inversion_guidance: float = 1.0,
+    num_refinements: int = 0,
+) -> Walk:
+    """Morphs between 2+ real images through their DDIM-inverted noises.
+
+    Each image is encoded and inverted under its prompt
+    (`Explorer.invert`); the walk then lerps the prompts' encodings and
+    slerps the inverted noises. Render it with the same `num_steps` and
+    guidance (`inversion_guidance`) to start and end on the images.
+
+    Args:
+        explorer: a `kerasmorph.Explorer`.
+        images: 2+ images (paths, PIL images or arrays), resized to the model.
+        prompts: one prompt per image ("" is fine).
+        num_frames: total frames, >= len(images).
+        schedule: spacing of the frames.
+        num_steps: steps of the inversion (use the same when rendering).
+        inversion_guidance: guidance while inverting.
+        num_refinements: fixed-point iterations per inversion step.
+
+    Returns:
+        A `Walk` of `num_frames` frames.
+    """
+    images = list(images)
+    prompts = _check_prompts(prompts, minimum=2)
+    if len(images) != len(prompts):
+        raise ValueError(
+            f"Give one prompt per image. Received: {len(images)} images and "
+            f"{len(prompts)} prompts"
+        )
+    latents = explorer.encode_image(explorer.load_images(images))
+    encodings = explorer.encode_text(prompts)
+    noises = explorer.invert(
+        latents, encodings, num_steps=num_steps,
+        unconditional_guidance_scale=inversion_guidance, num_refinements=num_refinements,
+    )
+    return path_walk(
+        encodings, noises, _split_frames(num_frames, len(images) - 1), schedule=schedule
+    )
 
 
 def _schedule_positions(num_frames: int, schedule: str | Schedule) -> np.ndarray:
@@ -390,6 +462,25 @@ def _check_prompts(prompts: Sequence[str], minimum: int, maximum: int | None = N
 
 
 # ----------------------------------------------------------------- one-liners
+
+
+def morph_images(
+    explorer,
+    images: Sequence[Any],
+    prompts: Sequence[str],
+    num_frames: int = 30,
+    *,
+    schedule: str | Schedule = "linear",
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 1.0,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """Frames morphing between real images (DDIM inversion, then a walk)."""
+    path = image_morph_walk(
+        explorer, images, prompts, num_frames, schedule=schedule, num_steps=num_steps,
+        inversion_guidance=unconditional_guidance_scale,
+    )
+    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
 
 def _render_all(explorer, walk: Walk, sampling: dict[str, Any]) -> np.ndarray:

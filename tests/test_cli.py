@@ -171,3 +171,94 @@ def test_grid_needs_four_prompts(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["grid", "a", "b", "c", "--out", "x.png"])
     assert exit_info.value.code == 2
+
+
+# ------------------------------------------------------- image-conditioned commands
+
+
+@pytest.fixture
+def picture_file(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "input.png"
+    Image.fromarray((rng.random((96, 160, 3)) * 255).astype("uint8")).save(path)
+    return path
+
+
+def test_img2img(tmp_path, picture_file):
+    out = tmp_path / "out.png"
+    args = ["img2img", str(picture_file), "a cat", "--strength", "0.5", "--fit", "center-crop"]
+    assert main([*args, "--out", str(out), *TINY]) == 0
+    with Image.open(out) as image:
+        assert image.size == (128, 128)
+
+
+def test_sweep_grid_with_labels(tmp_path, picture_file):
+    out = tmp_path / "sweep.jpg"
+    args = ["sweep", str(picture_file), "a cat", "--param", "strength", "--range", "0.6:0.9:0.1"]
+    assert main([*args, "--seed", "0", "--out", str(out), *TINY]) == 0
+    with Image.open(out) as image:
+        assert image.size == (2 * 128, 2 * 128)  # 4 values on a 2x2 grid.
+
+
+def test_inpaint_writes_composite_and_raw(tmp_path, picture_file):
+    import numpy as np
+
+    mask = tmp_path / "mask.png"
+    pixels = np.zeros((40, 40), np.uint8)
+    pixels[:, 20:] = 255
+    Image.fromarray(pixels).save(mask)
+    out, raw = tmp_path / "inpainted.png", tmp_path / "raw.png"
+    args = ["inpaint", str(picture_file), str(mask), "a cat", "--raw-out", str(raw)]
+    assert main([*args, "--out", str(out), *TINY]) == 0
+    with Image.open(out) as composite, Image.open(raw) as decoded:
+        composite, decoded = np.asarray(composite), np.asarray(decoded)
+    with Image.open(picture_file) as source:
+        original = np.asarray(source.resize((128, 128), Image.Resampling.LANCZOS))
+    np.testing.assert_array_equal(composite[:, :40], original[:, :40])
+    np.testing.assert_array_equal(composite[:, 100:], decoded[:, 100:])
+
+
+def test_morph_images_mp4(tmp_path, picture_file):
+    import imageio.v3 as iio
+
+    out = tmp_path / "morph.mp4"
+    args = ["morph-images", str(picture_file), str(picture_file), "--prompts", "a", "b"]
+    assert main([*args, "--frames", "4", "--out", str(out), *TINY]) == 0
+    assert iio.imread(out).shape[0] == 4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["img2img", "missing.png", "x", "--out", "o.png"], "missing.png"),
+        (["morph-images", "a.png", "b.png", "--prompts", "a", "--out", "o.gif"], "one prompt per image"),
+        (["sweep", "IMG", "x", "--range", "0.9:0.1:0.1", "--out", "o.jpg"], "start:stop:step"),
+    ],
+)
+def test_image_commands_reject_bad_input(tmp_path, capsys, picture_file, args, message):
+    args = [str(picture_file) if a == "IMG" else a for a in args]
+    args = [str(tmp_path / a) if a.startswith("o.") else a for a in args]
+    assert main([*args, *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_bad_mask_file(tmp_path, capsys, picture_file):
+    broken = tmp_path / "mask.png"
+    broken.write_bytes(b"nope")
+    args = ["inpaint", str(picture_file), str(broken), "x", "--out", str(tmp_path / "o.png")]
+    assert main([*args, *TINY]) == 2
+    assert "Could not read the mask file" in capsys.readouterr().err
+
+
+def test_repeated_calls_reuse_the_model(tmp_path):
+    from kerasmorph import cli
+
+    main(["generate", "x", "--out", str(tmp_path / "a.png"), *TINY])
+    first = cli._last_explorer[1]
+    main(["generate", "y", "--out", str(tmp_path / "b.png"), *TINY])
+    assert cli._last_explorer[1] is first
+    main(["generate", "y", "--width", "64", "--out", str(tmp_path / "c.png"), *TINY])
+    assert cli._last_explorer[1] is not first

@@ -28,3 +28,11 @@ def test_latent_walks_notebook(tmp_path):
     assert len(images) >= 6  # 3 grids + 3 GIFs.
     gifs = sorted(p.name for p in (tmp_path / "latent_walks_output").glob("*.gif"))
     assert gifs == ["cows-loop.gif", "doggo-and-fruit-150.gif", "eiffel-tower-walk.gif"]
+
+
+def test_image_to_image_notebook(tmp_path):
+    notebook = execute("image_to_image.ipynb", tmp_path)
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    figures = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(figures) == 5

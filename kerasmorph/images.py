@@ -1,0 +1,223 @@
+"""Image and mask input for image-conditioned work (numpy and Pillow only).
+
+Images come as a path, a PIL image, or an array (uint8 in [0, 255], or float
+in [0, 1]; greyscale, RGB or RGBA). They are brought to the model's size by
+an explicit policy — never silently:
+
+| fit | what happens | aspect ratio |
+|---|---|---|
+| `"resize"` | stretched to exactly (height, width) | not kept |
+| `"center-crop"` | scaled to cover, then the centre cut out | kept; edges cut |
+| `"pad"` | scaled to fit inside, then padded with black | kept; black bars |
+
+Masks follow the inpainting convention: white = repaint, black = keep. Any
+size or mode is accepted; a mask is converted to greyscale, resized to the
+image size (bilinear) and binarised at `threshold`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageFilter, UnidentifiedImageError
+
+Fit = Literal["resize", "center-crop", "pad"]
+FITS: tuple[str, ...] = ("resize", "center-crop", "pad")
+
+
+def _to_pil(source: Any, name: str) -> Image.Image:
+    """Opens a path, passes a PIL image through, or wraps an array."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with Image.open(source) as image:
+                image.load()
+                return image.copy()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"No such {name} file. Received: {name}={str(source)!r}") from None
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(
+                f"Could not read the {name} file as an image ({error}). Received: "
+                f"{name}={str(source)!r}"
+            ) from None
+    array = np.asarray(source)
+    if array.size == 0 or array.ndim not in (2, 3) or (
+        array.ndim == 3 and array.shape[-1] not in (1, 3, 4)
+    ):
+        raise ValueError(
+            f"The {name} array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
+            f"with H, W > 0. Received: {name}.shape={array.shape}"
+        )
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                f"The float {name} array must hold values in [0, 1]. Received: values in "
+                f"[{np.nanmin(array):.3g}, {np.nanmax(array):.3g}]"
+            )
+        array = np.round(array * 255).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        raise ValueError(
+            f"The {name} array must be uint8, bool or float in [0, 1]. "
+            f"Received: {name}.dtype={array.dtype}"
+        )
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    return Image.fromarray(array)
+
+
+def _check_size(size: tuple[int, int]) -> tuple[int, int]:
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"`size` must be (height, width) > 0. Received: size={size!r}")
+    return int(size[0]), int(size[1])
+
+
+def load_image(
+    image: Any, size: tuple[int, int], *, fit: Fit = "resize"
+) -> np.ndarray:
+    """Loads an image and brings it to `size` by an explicit policy.
+
+    Args:
+        image: a path, a PIL image, or an array (uint8, or float in [0, 1];
+            greyscale, RGB or RGBA — alpha is dropped, greyscale repeated).
+        size: `(height, width)` in pixels.
+        fit: `"resize"`, `"center-crop"` or `"pad"` (see the module docstring).
+
+    Returns:
+        uint8 array (height, width, 3).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        ValueError: for an unreadable file, a wrong array shape or range, or
+            an unknown `fit`.
+
+    Example:
+
+    ```python
+    image = kerasmorph.images.load_image("photo.jpg", (512, 512), fit="center-crop")
+    ```
+    """
+    if fit not in FITS:
+        valid = ", ".join(repr(f) for f in FITS)
+        raise ValueError(f"`fit` must be one of {valid}. Received: fit={fit!r}")
+    height, width = _check_size(size)
+    pil = _to_pil(image, "image").convert("RGB")
+    if fit == "resize":
+        pil = pil.resize((width, height), Image.Resampling.LANCZOS)
+    elif fit == "center-crop":
+        scale = max(width / pil.width, height / pil.height)
+        scaled = pil.resize(
+            (max(width, round(pil.width * scale)), max(height, round(pil.height * scale))),
+            Image.Resampling.LANCZOS,
+        )
+        left = (scaled.width - width) // 2
+        top = (scaled.height - height) // 2
+        pil = scaled.crop((left, top, left + width, top + height))
+    else:
+        scale = min(width / pil.width, height / pil.height)
+        scaled = pil.resize(
+            (max(1, round(pil.width * scale)), max(1, round(pil.height * scale))),
+            Image.Resampling.LANCZOS,
+        )
+        canvas = Image.new("RGB", (width, height))
+        canvas.paste(scaled, ((width - scaled.width) // 2, (height - scaled.height) // 2))
+        pil = canvas
+    return np.asarray(pil, dtype=np.uint8)
+
+
+def load_mask(
+    mask: Any, size: tuple[int, int], *, threshold: float = 0.5
+) -> np.ndarray:
+    """Loads an inpainting mask: white = repaint, black = keep.
+
+    Args:
+        mask: a path, a PIL image or an array of any size and mode (colour
+            masks are converted to greyscale; bool arrays are used as is).
+        size: `(height, width)` of the image it applies to.
+        threshold: grey level in (0, 1) above which a pixel is repainted.
+
+    Returns:
+        float32 array (height, width) of 0.0 (keep) and 1.0 (repaint).
+
+    Raises:
+        ValueError: for an unreadable or empty mask, or a bad threshold.
+    """
+    if not 0 < threshold < 1:
+        raise ValueError(f"`threshold` must be in (0, 1). Received: threshold={threshold!r}")
+    height, width = _check_size(size)
+    pil = _to_pil(mask, "mask")
+    if pil.mode in ("RGBA", "LA") and pil.getextrema()[-1][0] < 255:
+        warnings.warn(
+            "The mask has transparency; only its grey levels are used (white = repaint).",
+            stacklevel=2,
+        )
+    grey = pil.convert("L").resize((width, height), Image.Resampling.BILINEAR)
+    binary = (np.asarray(grey, dtype=np.float32) / 255.0 > threshold).astype(np.float32)
+    if not binary.any():
+        warnings.warn(
+            "The mask is all black: every pixel is kept and nothing is repainted.",
+            stacklevel=2,
+        )
+    return binary
+
+
+def latent_mask(mask: np.ndarray, factor: int = 8) -> np.ndarray:
+    """Downsamples a pixel mask to the latent grid.
+
+    A latent cell is repainted when any of its `factor × factor` pixels is,
+    so the repainted region in latent space covers the whole pixel mask.
+
+    Args:
+        mask: float (H, W) of 0/1, H and W multiples of `factor`.
+
+    Returns:
+        float32 (H/factor, W/factor, 1).
+    """
+    height, width = mask.shape
+    if height % factor or width % factor:
+        raise ValueError(
+            f"The mask size must be a multiple of {factor}. Received: mask.shape={mask.shape}"
+        )
+    cells = mask.reshape(height // factor, factor, width // factor, factor)
+    return (cells.max(axis=(1, 3)) > 0).astype(np.float32)[..., None]
+
+
+def to_model_input(image: np.ndarray) -> np.ndarray:
+    """uint8 (…, H, W, 3) -> float32 in [-1, 1], the VAE encoder's range."""
+    return image.astype(np.float32) / 127.5 - 1.0
+
+
+def feathered_composite(
+    generated: np.ndarray,
+    original: np.ndarray,
+    mask: np.ndarray,
+    feather_radius: float = 4.0,
+) -> np.ndarray:
+    """Pastes the original outside the mask, blending across a feathered edge.
+
+    Args:
+        generated: uint8 (H, W, 3), the inpainted image.
+        original: uint8 (H, W, 3), the input image.
+        mask: float (H, W), 1 = repainted.
+        feather_radius: Gaussian blur radius of the mask edge in pixels; 0
+            for a hard edge.
+
+    Returns:
+        uint8 (H, W, 3): `generated` inside the mask, `original` outside.
+    """
+    if generated.shape != original.shape or generated.shape[:2] != mask.shape:
+        raise ValueError(
+            "`generated`, `original` and `mask` must have the same height and width. "
+            f"Received: {generated.shape}, {original.shape}, {mask.shape}"
+        )
+    soft = Image.fromarray((mask * 255).astype(np.uint8))
+    if feather_radius > 0:
+        soft = soft.filter(ImageFilter.GaussianBlur(feather_radius))
+    weight = (np.asarray(soft, dtype=np.float32) / 255.0)[..., None]
+    blended = weight * generated.astype(np.float32) + (1 - weight) * original.astype(np.float32)
+    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
