@@ -1,0 +1,73 @@
+"""Adaptive frame spacing on `tiny`."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kerasmorph import adaptive
+from kerasmorph.cli import main
+
+
+@pytest.fixture(scope="module")
+def path(tiny_explorer):
+    encodings = tiny_explorer.encode_text(["a red circle", "a blue square", "a cat"])
+    noises = np.repeat(tiny_explorer.noise(1, 0), 3, axis=0)
+    return adaptive.keyframe_path(encodings, noises)
+
+
+def test_path_hits_keyframes(tiny_explorer, path):
+    encodings, _ = path(np.array([0.0, 0.5, 1.0]))
+    keyframes = tiny_explorer.encode_text(["a red circle", "a blue square", "a cat"])
+    np.testing.assert_array_equal(encodings, keyframes)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        path(np.array([1.5]))
+
+
+def refine(explorer, path, **kwargs):
+    settings = dict(threshold=0.01, max_frames=11, initial_frames=5, num_steps=2, batch_size=2)
+    settings.update(kwargs)
+    return adaptive.refine(explorer, path, **settings)
+
+
+def test_refinement_lowers_the_largest_change_within_budget(tiny_explorer, path):
+    result = refine(tiny_explorer, path)
+    assert len(result.frames) == len(result.positions) <= 11
+    assert np.all(np.diff(result.positions) > 0)
+    assert result.positions[0] == 0 and result.positions[-1] == 1
+    assert result.changes_after.max() <= result.changes_before.max()
+    assert len(result.frames) > 5  # It did refine: the threshold is below the changes.
+    # Frames stay where they are: the uniform grid is a subset of the result.
+    grid = np.linspace(0, 1, 5)
+    assert np.isin(grid, result.positions).all()
+    again = refine(tiny_explorer, path)
+    np.testing.assert_array_equal(again.positions, result.positions)
+    np.testing.assert_array_equal(again.frames, result.frames)
+
+
+def test_a_loose_threshold_adds_nothing(tiny_explorer, path):
+    result = refine(tiny_explorer, path, threshold=1.0)
+    assert len(result.frames) == 5
+
+
+def test_metrics_and_plot(tiny_explorer, path):
+    frames = refine(tiny_explorer, path, max_frames=5).frames
+    mad, ssim = adaptive.frame_changes(frames, "mad"), adaptive.frame_changes(frames, "ssim")
+    assert mad.shape == ssim.shape == (4,)
+    assert (mad >= 0).all() and (ssim >= 0).all()
+    assert adaptive.frame_changes(np.stack([frames[0], frames[0]]), "mad")[0] == 0
+    with pytest.raises(ValueError, match="metric"):
+        adaptive.frame_changes(frames, "l2")
+    figure = adaptive.plot_changes(refine(tiny_explorer, path, max_frames=6))
+    assert len(figure.axes[0].lines) == 2
+
+
+def test_cli_adaptive(tmp_path, capsys):
+    out = tmp_path / "adaptive.gif"
+    args = ["interpolate", "a red circle", "a blue square", "--frames", "3", "--adaptive", "0.00001",
+            "--max-frames", "6", "--out", str(out), "--model", "tiny", "--no-jit", "--quiet", "--steps", "1"]
+    assert main(args) == 0
+    with Image.open(out) as image:
+        assert image.n_frames == 6
+    assert (tmp_path / "adaptive.changes.png").is_file()
+    assert "6 frames" in capsys.readouterr().out
+
