@@ -24,29 +24,28 @@ class CommandError(Exception):
     """A user error reported as one line on stderr, exit status 2."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _int_at_least(minimum: int):
+    """An argparse `type` accepting integers >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds the options every generating subcommand shares."""
-    from kerasmorph.presets import PRECISIONS, PRESETS
+    from kerasmorph.presets import PRECISION_OPTIONS, PRESETS
 
     group = parser.add_argument_group("model")
     group.add_argument(
@@ -60,12 +59,31 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--height", type=_positive_int, help="image height (multiple of 64)")
     group.add_argument("--width", type=_positive_int, help="image width (multiple of 64)")
     group.add_argument("--weights-dir", help="directory searched first for weight files")
-    group.add_argument("--precision", choices=PRECISIONS, default="float32")
+    group.add_argument(
+        "--embedding", action="append", default=[], metavar="FILE",
+        help="textual-inversion file (A1111 .pt/.safetensors or diffusers "
+        "learned_embeds) whose token prompts may use (repeatable)",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISION_OPTIONS,
+        default="auto",
+        help=(
+            "dtype policy of the text encoder and UNet (the VAE stays float32). "
+            "'auto' (default): the fastest safe choice for the device, shown by "
+            "`kerasmorph info` (bf16 UNet without XLA on AMX/AVX512-BF16 CPUs, "
+            "mixed_float16 on GPU, mixed_bfloat16 on TPU, else float32); "
+            "'float32' reproduces KerasCV's numbers"
+        ),
+    )
     group.add_argument(
         "--jit",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="compile the denoising step and decoder with XLA (default: on)",
+        default=None,
+        help=(
+            "compile the denoising step and decoder with XLA (default: as the "
+            "precision plan says: on, except the bf16 CPU step)"
+        ),
     )
     sampling = parser.add_argument_group("sampling")
     sampling.add_argument("--steps", type=_positive_int, default=50, help="denoising steps")
@@ -111,7 +129,12 @@ def build_explorer(args: argparse.Namespace):
     """Builds the `Explorer` described by the shared model arguments."""
     global _last_explorer
     name = resolve_model_name(args.model, args.weights_dir)
-    key = (name, args.height, args.width, args.jit, args.precision, args.weights_dir)
+    strategy_name = getattr(args, "strategy", "none")
+    embeddings = tuple(getattr(args, "embedding", ()))
+    key = (
+        name, args.height, args.width, args.jit, args.precision, args.weights_dir,
+        strategy_name, embeddings,
+    )
     if _last_explorer is not None and _last_explorer[0] == key:
         explorer = _last_explorer[1]
     else:
@@ -123,7 +146,10 @@ def build_explorer(args: argparse.Namespace):
             jit_compile=args.jit,
             precision=args.precision,
             weights_dir=args.weights_dir,
+            strategy=make_strategy(strategy_name),
         )
+        for path in embeddings:
+            explorer.add_text_embeddings(path)
         _last_explorer = (key, explorer)
     explorer.verbose = not args.quiet
     return explorer
@@ -151,6 +177,7 @@ def _run_info(args: argparse.Namespace) -> int:
             for device in tf.config.list_physical_devices()
         ],
         "weights_searched": [str(d) for d in search_dirs(args.weights_dir)],
+        "precision_auto": _auto_plan_report(),
         "presets": {},
     }
     for name, preset in PRESETS.items():
@@ -168,6 +195,13 @@ def _run_info(args: argparse.Namespace) -> int:
     for key in ("kerasmorph", "python", "tensorflow", "keras", "keras_cv", "numpy", "backend"):
         print(f"{key:<11} {report[key]}")
     print(f"{'devices':<11} {', '.join(report['devices'])}")
+    auto = report["precision_auto"]
+    print(
+        f"{'auto':<11} text encoder {auto['text_encoder']}, UNet {auto['diffusion_model']}, "
+        f"VAE {auto['decoder']}, step XLA {'on' if auto['jit_compile'] else 'off'}; "
+        f"batch {auto['default_batch_size']['256x256']} at 256², "
+        f"{auto['default_batch_size']['512x512']} at 512² ({auto['reason']})"
+    )
     print("weights searched, in order:")
     for directory in report["weights_searched"]:
         print(f"  {directory}")
@@ -179,6 +213,21 @@ def _run_info(args: argparse.Namespace) -> int:
         for filename, path in entry["weights"].items():
             print(f"        {filename:<26} {path or 'MISSING'}")
     return 0
+
+
+def _auto_plan_report() -> dict:
+    """What `--precision auto` resolves to here, with the default batch sizes."""
+    from kerasmorph import devices
+
+    plan = devices.resolve_precision("auto")
+    return {
+        **plan.to_json(),
+        "cpu_bf16_flags": sorted(devices.cpu_flags() & set(devices.BF16_CPU_FLAGS)),
+        "default_batch_size": {
+            f"{size}x{size}": devices.default_batch_size(size, size, plan.device)
+            for size in (256, 512, 768)
+        },
+    }
 
 
 def _run_generate(args: argparse.Namespace) -> int:
@@ -238,8 +287,44 @@ def add_walk_arguments(parser: argparse.ArgumentParser, *, frames: int | None) -
         "--rubber-band", action="store_true",
         help="GIF: play forwards then backwards (frames + frames[2:-1] reversed)",
     )
+    resume = output.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume", dest="overwrite", action="store_false",
+        help="(default) a directory --out is a resumable render: finished frames are kept",
+    )
+    resume.add_argument(
+        "--overwrite", dest="overwrite", action="store_true",
+        help="replace a render directory made with other settings",
+    )
+    parser.set_defaults(overwrite=False)
+    add_strategy_argument(parser)
     add_model_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
+    """Adds --strategy, how frames are spread over devices and workers."""
+    parser.add_argument(
+        "--strategy", choices=("none", "mirrored", "tpu", "multiworker"), default="none",
+        help="mirrored: every local GPU (or device); tpu: a Cloud/Colab TPU; "
+        "multiworker: this worker's share of the frames, from TF_CONFIG",
+    )
+
+
+def make_strategy(name: str):
+    """Builds the tf.distribute strategy named on the command line (or None)."""
+    if name == "none":
+        return None
+    import tensorflow as tf
+
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    # mirrored, and each worker's local devices under multiworker (workers
+    # render disjoint frames, so they need no collective).
+    return tf.distribute.MirroredStrategy()
 
 
 def check_output_path(out: str) -> Path:
@@ -284,6 +369,93 @@ def _render_walk(args: argparse.Namespace, build_walk, *, num_columns=None) -> i
     return 0
 
 
+def _render_spec(
+    args: argparse.Namespace,
+    kind: str,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    num_frames: int,
+    schedule: str,
+    options: dict,
+    *,
+    num_columns: int | None = None,
+) -> int:
+    """Renders a walk described by a RenderSpec: a resumable render directory
+    when --out has no suffix, else streamed into a GIF, MP4 or grid image."""
+    from kerasmorph import renders
+
+    out = check_output_path(args.out)
+    explorer = build_explorer(args)
+    total = num_frames * num_frames if kind == "grid" else num_frames
+    spec = renders.RenderSpec(
+        kind=kind, prompts=tuple(prompts), seeds=tuple(seeds), num_frames=num_frames,
+        schedule=schedule, options=options, model=explorer.preset.name,
+        weights=renders.weights_fingerprint(explorer),
+        img_height=explorer.img_height, img_width=explorer.img_width,
+        # The resolved policies, not "auto": they decide the frames' last bits.
+        precision=_resolved_precision(explorer), jit_compile=explorer.jit_compile,
+        num_steps=args.steps, unconditional_guidance_scale=args.guidance,
+        negative_prompt=args.negative_prompt,
+        batch_size=explorer.batch_size_for(total, args.batch_size),
+    )
+    if not out.suffix:
+        return _render_directory(explorer, spec, out, args)
+    if args.strategy == "multiworker":
+        raise CommandError(
+            "--strategy multiworker writes each worker's frames into a shared render "
+            f"directory: give --out a directory (no suffix). Received: --out {args.out}"
+        )
+    frames = explorer.render(
+        renders.build_walk(explorer, spec),
+        num_steps=spec.num_steps,
+        unconditional_guidance_scale=spec.unconditional_guidance_scale,
+        negative_prompt=spec.negative_prompt,
+        batch_size=spec.batch_size,
+    )
+    print(write_frames(out, frames, args, num_columns=num_columns))
+    return 0
+
+
+def _resolved_precision(explorer) -> str:
+    plan = explorer.precision_plan
+    if plan.requested != "auto":
+        return plan.requested
+    return f"auto:{plan.text_encoder}/{plan.diffusion_model}/{plan.decoder}"
+
+
+def _render_directory(explorer, spec, directory: Path, args: argparse.Namespace) -> int:
+    from kerasmorph import renders
+
+    shard = renders.shard_of_cluster() if args.strategy == "multiworker" else (0, 1)
+    report = renders.render_to_directory(
+        explorer, spec, directory, overwrite=args.overwrite, shard=shard
+    )
+    print(
+        f"{directory}: rendered {len(report.rendered)} frames, "
+        f"{len(report.skipped)} already done (worker {shard[0]} of {shard[1]})"
+    )
+    return 0
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from kerasmorph import renders
+
+    spec = renders.load_spec(args.manifest)
+    directory = Path(args.manifest)
+    directory = directory if directory.is_dir() else directory.parent
+    args.model, args.height, args.width = spec.model, spec.img_height, spec.img_width
+    args.precision = spec.precision.split(":")[0]  # "auto:…" re-resolves to "auto".
+    args.jit = spec.jit_compile
+    explorer = build_explorer(args)
+    fingerprint = renders.weights_fingerprint(explorer)
+    if fingerprint != spec.weights:
+        raise CommandError(
+            f"The weights differ from the manifest's ({fingerprint} here, {spec.weights} "
+            f"in {directory}): the frames would not match. Point --weights-dir at them."
+        )
+    return _render_directory(explorer, spec, directory, args)
+
+
 def _schedule(args: argparse.Namespace, default: str) -> str:
     from kerasmorph.schedules import get_schedule
 
@@ -292,69 +464,94 @@ def _schedule(args: argparse.Namespace, default: str) -> str:
     return name
 
 
-def _run_interpolate(args: argparse.Namespace) -> int:
-    from kerasmorph import walks
+def add_adaptive_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds --adaptive/--max-frames to the subcommands that render a 1-D path."""
+    group = parser.add_argument_group("adaptive spacing")
+    group.add_argument(
+        "--adaptive", type=float, metavar="THRESHOLD", default=None,
+        help="bisect where neighbouring frames differ by more than THRESHOLD (mean "
+        "absolute pixel difference / 255, e.g. 0.05); --frames is the first grid",
+    )
+    group.add_argument(
+        "--max-frames", type=_positive_int, default=None, help="frame budget of --adaptive"
+    )
 
-    schedule = _schedule(args, "linear")
-    return _render_walk(
-        args,
-        lambda explorer: walks.prompt_walk(
-            explorer, args.prompts, args.frames, schedule=schedule, seed=args.seed
-        ),
+
+def _render_adaptive(args: argparse.Namespace, encodings, noises, schedule: str, noise_method: str) -> int:
+    from kerasmorph import adaptive, plotting
+
+    out = check_output_path(args.out)
+    if args.max_frames is None:
+        raise CommandError("--adaptive needs --max-frames N (the frame budget)")
+    explorer = args._explorer
+    result = adaptive.refine(
+        explorer,
+        adaptive.keyframe_path(encodings, noises, schedule=schedule, noise_method=noise_method),
+        threshold=args.adaptive, max_frames=args.max_frames, initial_frames=args.frames,
+        num_steps=args.steps, unconditional_guidance_scale=args.guidance,
+        batch_size=args.batch_size,
+    )
+    print(write_frames(out, result.frames, args))
+    figure = adaptive.plot_changes(result)
+    plot = out.with_name(f"{out.stem or out.name}.changes.png")
+    figure.savefig(plot)
+    print(f"{plot}: {len(result.positions)} frames, largest change "
+          f"{result.changes_before.max():.3f} -> {result.changes_after.max():.3f}")
+    return 0
+
+
+def _run_interpolate(args: argparse.Namespace) -> int:
+    if args.adaptive is not None:
+        import numpy as np
+
+        args._explorer = build_explorer(args)
+        encodings = args._explorer.encode_text(args.prompts)
+        noises = np.repeat(args._explorer.noise(1, args.seed), len(args.prompts), axis=0)
+        return _render_adaptive(args, encodings, noises, _schedule(args, "linear"), "slerp")
+    return _render_spec(
+        args, "interpolate", args.prompts, [args.seed], args.frames,
+        _schedule(args, "linear"), {},
     )
 
 
 def _run_grid(args: argparse.Namespace) -> int:
-    from kerasmorph import walks
-
-    schedule = _schedule(args, "linear")
-    return _render_walk(
-        args,
-        lambda explorer: walks.grid_walk(
-            explorer, args.prompts, args.size, seed=args.seed,
-            vary_noise=args.vary_noise, schedule=schedule,
-        ),
-        num_columns=args.size,
+    return _render_spec(
+        args, "grid", args.prompts, [args.seed], args.size, _schedule(args, "linear"),
+        {"vary_noise": args.vary_noise}, num_columns=args.size,
     )
 
 
 def _run_walk(args: argparse.Namespace) -> int:
-    from kerasmorph import walks
-
-    schedule = _schedule(args, "linear")
-    return _render_walk(
-        args,
-        lambda explorer: walks.delta_walk(
-            explorer, args.prompt, args.frames,
-            step_size=None if args.norm is not None else args.step_size,
-            norm=args.norm, direction_seed=args.direction_seed, seed=args.seed,
-            schedule=schedule,
-        ),
+    options = {
+        "step_size": None if args.norm is not None else args.step_size,
+        "norm": args.norm,
+        "direction_seed": args.direction_seed,
+    }
+    return _render_spec(
+        args, "walk", [args.prompt], [args.seed], args.frames, _schedule(args, "linear"),
+        options,
     )
 
 
 def _run_loop(args: argparse.Namespace) -> int:
-    from kerasmorph import walks
-
-    schedule = _schedule(args, "linear")
-    return _render_walk(
-        args,
-        lambda explorer: walks.noise_loop_walk(
-            explorer, args.prompt, args.frames, seed=args.seed, schedule=schedule
-        ),
+    return _render_spec(
+        args, "loop", [args.prompt], [args.seed], args.frames, _schedule(args, "linear"), {}
     )
 
 
 def _run_morph_seeds(args: argparse.Namespace) -> int:
-    from kerasmorph import walks
+    if args.adaptive is not None:
+        import numpy as np
 
-    schedule = _schedule(args, "ease")
-    return _render_walk(
-        args,
-        lambda explorer: walks.seed_walk(
-            explorer, args.prompt, args.seeds, args.frames,
-            schedule=schedule, noise_method=args.noise_method,
-        ),
+        if len(args.seeds) < 2:
+            raise CommandError(f"--seeds needs at least 2 seeds. Received: {args.seeds}")
+        args._explorer = build_explorer(args)
+        noises = np.concatenate([args._explorer.noise(1, seed) for seed in args.seeds])
+        encodings = np.repeat(args._explorer.encode_text(args.prompt), len(args.seeds), axis=0)
+        return _render_adaptive(args, encodings, noises, _schedule(args, "ease"), args.noise_method)
+    return _render_spec(
+        args, "morph-seeds", [args.prompt], args.seeds, args.frames,
+        _schedule(args, "ease"), {"noise_method": args.noise_method},
     )
 
 
@@ -454,6 +651,24 @@ def _run_morph_images(args: argparse.Namespace) -> int:
     return _render_walk(args, build)
 
 
+def _run_bench(args: argparse.Namespace) -> int:
+    from kerasmorph import bench
+
+    config = bench.BenchConfig(
+        model=args.model, img_height=args.height, img_width=args.width,
+        num_steps=args.steps, batch_size=args.batch_size, precision=args.precision,
+        num_rounds=args.rounds, compare=tuple(args.compare or ()),
+        weights_dir=args.weights_dir, seed=args.seed,
+    )
+    report = bench.run_bench(
+        config, log=lambda message: print(f"kerasmorph bench: {message}", file=sys.stderr)
+    )
+    print(bench.format_table(report))
+    if args.json:
+        print(json.dumps(report))
+    return 0
+
+
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds --fit, the policy that brings input images to the model size."""
     parser.add_argument(
@@ -495,6 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     interpolate.add_argument("prompts", nargs="+", metavar="PROMPT")
     add_walk_arguments(interpolate, frames=10)
+    add_adaptive_arguments(interpolate)
     interpolate.set_defaults(run=_run_interpolate)
 
     grid = subparsers.add_parser("grid", help="bilinear grid of 4 prompts")
@@ -534,6 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="variance_preserving",
     )
     add_walk_arguments(morph_seeds, frames=10)
+    add_adaptive_arguments(morph_seeds)
     morph_seeds.set_defaults(run=_run_morph_seeds)
 
     img2img = subparsers.add_parser("img2img", help="image to image with a strength")
@@ -596,6 +813,56 @@ def build_parser() -> argparse.ArgumentParser:
     add_image_arguments(morph_images)
     add_walk_arguments(morph_images, frames=30)
     morph_images.set_defaults(run=_run_morph_images, guidance=1.0)
+
+    render = subparsers.add_parser(
+        "render", help="re-run (resume) a saved render from its manifest"
+    )
+    render.add_argument("manifest", help="a render directory or its manifest.json")
+    render.add_argument("--weights-dir", help="directory searched first for weight files")
+    render.add_argument(
+        "--overwrite", action="store_true", help=argparse.SUPPRESS
+    )
+    add_strategy_argument(render)
+    render.add_argument("--quiet", action="store_true", help="no progress bar")
+    render.set_defaults(run=_run_render)
+
+    from kerasmorph.presets import PRECISION_OPTIONS
+
+    bench = subparsers.add_parser(
+        "bench",
+        help="time KerasCV's generate_image against kerasmorph (and diffusers)",
+        description=(
+            "One process, one set of weights (real when found, else the full-size "
+            "architecture with random weights), the same encodings and noise for "
+            "every variant; warm-up excluded, rounds timed round-robin, medians."
+        ),
+    )
+    bench.add_argument("--model", choices=("tiny", "sd1", "sd2"), default="sd1")
+    bench.add_argument(
+        "--height", type=_positive_int, help="image height (default 256; tiny: 128)"
+    )
+    bench.add_argument("--width", type=_positive_int, help="image width (default 256; tiny: 128)")
+    bench.add_argument("--steps", type=_positive_int, default=5, help="denoising steps")
+    bench.add_argument(
+        "--batch-size", type=_positive_int, default=None,
+        help="images per generation (default: the device's default for the size)",
+    )
+    bench.add_argument(
+        "--precision", choices=PRECISION_OPTIONS, default="auto",
+        help="precision of kerasmorph's fast variant (default: auto)",
+    )
+    bench.add_argument("--rounds", type=_positive_int, default=3, help="timed rounds")
+    bench.add_argument(
+        "--compare", choices=("diffusers",), action="append",
+        help="also time diffusers' UNet (PyTorch CPU; skipped with a reason if absent)",
+    )
+    bench.add_argument("--weights-dir", help="directory searched first for weight files")
+    bench.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed")
+    bench.add_argument(
+        "--json", action="store_true", help="also print the report as one JSON line, last"
+    )
+    bench.set_defaults(run=_run_bench)
+    add_checkpoint_commands(subparsers)
     return parser
 
 
@@ -613,6 +880,192 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"kerasmorph {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+
+# ------------------------------------------------ checkpoints: convert, merge, similarity
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from kerasmorph import checkpoints
+
+    result = checkpoints.convert(
+        args.checkpoint, args.out, family=args.family, overwrite=args.overwrite
+    )
+    for component, path in result.files.items():
+        print(f"{component:<15} {path}")
+    print(f"preset {result.preset}: use --model {result.directory}")
+    return 0
+
+
+def _model_and_coefficient(text: str) -> tuple[str, float]:
+    path, separator, value = text.rpartition(":")
+    if not separator or not path:
+        raise argparse.ArgumentTypeError(f"expected PATH:COEFFICIENT, got {text!r}")
+    try:
+        return path, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected PATH:COEFFICIENT with a number, got {text!r}"
+        ) from None
+
+
+def _open_single_file(path: str):
+    from kerasmorph import checkpoints
+
+    if Path(path).is_dir():
+        raise CommandError(
+            "merge and similarity read single-file checkpoints (.safetensors/.ckpt). "
+            f"Received: a folder {path}"
+        )
+    return checkpoints.LazyTensors(path)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from kerasmorph import checkpoints, merging
+
+    modes = [bool(args.add), args.weighted_sum is not None, args.add_difference is not None]
+    if sum(modes) != 1:
+        raise CommandError(
+            "give exactly one of --base with --add, --weighted-sum A B or "
+            "--add-difference A B C"
+        )
+    if args.add and args.base is None:
+        raise CommandError("--add needs --base (the model the fine-tunes started from)")
+    out = Path(args.out)
+    if out.suffix and out.suffix != ".safetensors":
+        raise CommandError(
+            f"--out must be a .safetensors file or a directory. Received: --out {args.out}"
+        )
+    opened = []
+
+    def open_file(path):
+        opened.append(_open_single_file(path))
+        return opened[-1]
+
+    recorder = merging._Recorder()
+    file = out if out.suffix else out / "merged.safetensors"
+    try:
+        take = {"vae": open_file(args.take_vae)} if args.take_vae else None
+        if args.add:
+            # base + sum c_i (model_i - base), tensor by tensor.
+            target = open_file(args.base)
+            models = [(open_file(path), coefficient) for path, coefficient in args.add]
+            terms = [(c, model) for model, c in models]
+            terms.append((-sum(c for _, c in models), target))
+            target_coef = 1.0
+        elif args.weighted_sum is not None:
+            target, other = (open_file(p) for p in args.weighted_sum)
+            terms, target_coef = [(args.alpha, other)], 1.0 - args.alpha
+        else:
+            target, b, c = (open_file(p) for p in args.add_difference)
+            terms, target_coef = [(args.alpha, b), (-args.alpha, c)], 1.0
+        file.parent.mkdir(parents=True, exist_ok=True)
+        checkpoints.save_safetensors_stream(
+            file,
+            merging.iter_merge(target, terms, target_coef, take=take, report=recorder),
+            dtype="float16" if args.half else None,
+        )
+    finally:
+        for tensors in opened:
+            tensors.close()
+    print(recorder.freeze().summary(), file=sys.stderr)
+    print(file)
+    if not out.suffix:
+        result = checkpoints.convert(file, out, overwrite=True)
+        print(f"preset {result.preset}: use --model {result.directory}")
+    return 0
+
+
+def _run_similarity(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from kerasmorph import merging, plotting
+
+    if args.plot is None and args.csv is None:
+        raise CommandError("give --plot PNG and/or --csv CSV")
+    opened = [_open_single_file(args.a), _open_single_file(args.b)]
+    try:
+        a, b = opened
+        if args.base is not None:
+            opened.append(_open_single_file(args.base))
+            a, b = merging.TaskVectorView(opened[2], a), merging.TaskVectorView(opened[2], b)
+        rows = merging.cosine_similarities(a, b)
+    finally:
+        for tensors in opened:
+            tensors.close()
+    if not rows:
+        raise CommandError("the two checkpoints share no tensors of equal shape")
+    if args.csv is not None:
+        Path(args.csv).write_text(merging.similarity_csv(rows))
+        print(args.csv)
+    if args.plot is not None:
+        what = "task vectors" if args.base is not None else "weights"
+        figure = plotting.plot_similarity_histogram(
+            [row.cosine for row in rows],
+            title=f"{Path(args.a).name} vs {Path(args.b).name}: cosine of the {what}",
+        )
+        figure.savefig(args.plot)
+        print(args.plot)
+    cosines = np.asarray([row.cosine for row in rows])
+    print(
+        f"{len(rows)} layers, cosine median {np.nanmedian(cosines):.6f}, "
+        f"min {np.nanmin(cosines):.6f}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_checkpoint_commands(subparsers) -> None:
+    """Adds `convert`, `merge` and `similarity` to the CLI."""
+    convert = subparsers.add_parser(
+        "convert", help="convert an SD 1.x/2.x checkpoint into KerasCV weight files"
+    )
+    convert.add_argument(
+        "checkpoint", help="a .safetensors/.ckpt single file or a diffusers folder"
+    )
+    convert.add_argument("--out", required=True, help="output directory")
+    convert.add_argument(
+        "--family", choices=("sd1", "sd2"), default=None, help="default: detected"
+    )
+    convert.add_argument("--overwrite", action="store_true", help="replace existing files")
+    convert.set_defaults(run=_run_convert, quiet=True)
+
+    merge = subparsers.add_parser(
+        "merge", help="merge single-file checkpoints (task vectors, weighted sum, add difference)"
+    )
+    merge.add_argument("--base", help="the model the --add fine-tunes started from")
+    merge.add_argument(
+        "--add", action="append", default=[], type=_model_and_coefficient,
+        metavar="PATH:COEF", help="add COEF x (PATH - base) (repeatable)",
+    )
+    merge.add_argument(
+        "--weighted-sum", nargs=2, metavar=("A", "B"), help="A x (1 - alpha) + B x alpha"
+    )
+    merge.add_argument(
+        "--add-difference", nargs=3, metavar=("A", "B", "C"), help="A + alpha x (B - C)"
+    )
+    merge.add_argument("--alpha", type=float, default=0.5, help="default 0.5")
+    merge.add_argument("--take-vae", metavar="FROM", help="copy the whole VAE from FROM")
+    merge.add_argument("--half", action="store_true", help="store float16")
+    merge.add_argument(
+        "--out", required=True,
+        help="a .safetensors file, or a directory: merged.safetensors plus its "
+        "KerasCV conversion (then use --model DIR)",
+    )
+    merge.set_defaults(run=_run_merge, quiet=True)
+
+    similarity = subparsers.add_parser(
+        "similarity", help="per-layer cosine similarity of two checkpoints"
+    )
+    similarity.add_argument("a", help="a single-file checkpoint")
+    similarity.add_argument("b", help="another")
+    similarity.add_argument(
+        "--base", help="compare the task vectors A - BASE and B - BASE instead"
+    )
+    similarity.add_argument("--plot", help="histogram image (.png)")
+    similarity.add_argument("--csv", help="per-layer table (.csv)")
+    similarity.set_defaults(run=_run_similarity, quiet=True)
 
 
 if __name__ == "__main__":

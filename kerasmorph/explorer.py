@@ -32,7 +32,7 @@ START_TOKEN = 49406
 END_TOKEN = 49407  # Also KerasCV's padding token, for sd1 and sd2 alike.
 DEFAULT_MAX_BATCH_SIZE = 4
 
-Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "auto"]
 
 
 class NonFiniteOutputError(FloatingPointError):
@@ -84,27 +84,39 @@ class Explorer:
     reported at once, before anything is built.
 
     Args:
-        model: a preset name (`"sd1"`, `"sd2"`, `"tiny"`), or an existing
-            `keras_cv.models.StableDiffusion`/`StableDiffusionV2` whose built
+        model: a preset name (`"sd1"`, `"sd2"`, `"tiny"`), a folder written
+            by `kerasmorph.checkpoints.convert` (its preset and weights), or an
+            existing `keras_cv.models.StableDiffusion`/`StableDiffusionV2` whose built
             components are reused (components it has not built yet are built
             here from local weight files and set on it too).
         img_height: image height in pixels, a multiple of 64 (KerasCV rounds
             to 128 silently; kerasmorph raises instead). Default: the preset's.
         img_width: image width in pixels, a multiple of 64.
-        jit_compile: compile the denoising step and the decoder with XLA.
+        jit_compile: compile the denoising step and the VAE with XLA.
+            `None` (default) lets `precision` decide: XLA everywhere, except
+            the denoising step of the bf16 CPU plan of `precision="auto"`.
         precision: Keras dtype policy of the text encoder and UNet that this
-            Explorer builds: `"float32"`, `"mixed_float16"` or
-            `"mixed_bfloat16"`. The global Keras policy is set only while
-            those components are constructed and then restored, so the
-            caller's policy is unchanged afterwards. The VAE decoder and
-            encoder stay float32 (a float16 VAE overflows); the scheduler
-            arithmetic, guidance and noise are float32 in every case.
+            Explorer builds: `"float32"` (default), `"mixed_float16"`,
+            `"mixed_bfloat16"`, `"bfloat16"` (weights stored in bf16), or
+            `"auto"`: the fastest safe choice for the device (see
+            `kerasmorph.devices`; on a CPU with AMX/AVX512-BF16, a bf16 UNet
+            without XLA and a float32 text encoder). The global Keras policy
+            is set only while those components are constructed and then
+            restored, so the caller's policy is unchanged afterwards. The
+            VAE decoder and encoder stay float32 (a float16 VAE overflows);
+            the scheduler arithmetic, guidance and noise are float32 in
+            every case. The resolved choice is `describe()["precision_plan"]`.
         weights_dir: a directory searched first for weight files (then
             `$KERASMORPH_WEIGHTS`, then the Keras cache).
         download: `True` downloads missing weights through KerasCV's origins,
             `False` never does, `None` (default) only when online.
         seed: weight seed of the `tiny` preset.
         verbose: show a progress bar during generation.
+        strategy: a `tf.distribute` strategy (`MirroredStrategy`,
+            `TPUStrategy`, …). Components are built in its scope and every
+            denoising batch is split across its replicas with `strategy.run`
+            (frames come out in order, equal to a one-device render); batch
+            sizes must then be multiples of the replica count.
 
     Example:
 
@@ -121,13 +133,25 @@ class Explorer:
         *,
         img_height: int | None = None,
         img_width: int | None = None,
-        jit_compile: bool = True,
+        jit_compile: bool | None = None,
         precision: Precision = "float32",
         weights_dir: str | None = None,
         download: bool | None = None,
         seed: int = 0,
         verbose: bool = True,
+        strategy: Any = None,
     ):
+        if isinstance(model, str) and model not in presets_lib.PRESETS:
+            # A folder written by `kerasmorph convert` names its own preset.
+            from kerasmorph import checkpoints
+
+            if checkpoints.is_converted_dir(model):
+                if weights_dir is not None and weights_dir != model:
+                    raise ValueError(
+                        "A converted folder is its own weights_dir; pass one or the "
+                        f"other. Received: model={model!r}, weights_dir={weights_dir!r}"
+                    )
+                model, weights_dir = checkpoints.read_manifest(model)["preset"], model
         if isinstance(model, str):
             self.preset = presets_lib.get_preset(model)
             kerascv_model = None
@@ -142,17 +166,20 @@ class Explorer:
         self.img_width = validate_image_size(
             "img_width", img_width or self.preset.default_size, multiple
         )
-        if precision not in presets_lib.PRECISIONS:
-            valid = ", ".join(repr(p) for p in presets_lib.PRECISIONS)
-            raise ValueError(
-                f"`precision` must be one of {valid}. Received: precision={precision!r}"
-            )
+        from kerasmorph import devices
+
+        self.precision_plan = devices.resolve_precision(precision, jit_compile)
         self.precision = precision
-        self.jit_compile = bool(jit_compile)
+        # The denoising step's compilation; the VAE's is in `precision_plan`.
+        self.jit_compile = self.precision_plan.jit_compile
+        self.default_batch_size = devices.default_batch_size(
+            self.img_height, self.img_width, self.precision_plan.device
+        )
         self.weights_dir = weights_dir
         self.download = download
         self.seed = seed
         self.verbose = verbose
+        self.strategy = strategy
 
         self._components: dict[str, Any] = {}
         self._tokenizer = None
@@ -192,18 +219,21 @@ class Explorer:
                 )[name]
                 self._weight_paths[name] = path
             # The VAE stays float32: a float16 VAE overflows.
-            precision = (
-                self.precision if name in ("text_encoder", "diffusion_model") else "float32"
-            )
-            self._components[name] = presets_lib.build_component(
-                self.preset,
-                name,
-                self.img_height,
-                self.img_width,
-                weights_path=path,
-                precision=precision,
-                seed=self.seed,
-            )
+            precision = {
+                "text_encoder": self.precision_plan.text_encoder,
+                "diffusion_model": self.precision_plan.diffusion_model,
+            }.get(name, self.precision_plan.decoder)
+            scope = self.strategy.scope() if self.strategy else contextlib.nullcontext()
+            with scope:
+                self._components[name] = presets_lib.build_component(
+                    self.preset,
+                    name,
+                    self.img_height,
+                    self.img_width,
+                    weights_path=path,
+                    precision=precision,
+                    seed=self.seed,
+                )
             if self._kerascv_model is not None:
                 setattr(self._kerascv_model, f"_{name}", self._components[name])
         return self._components[name]
@@ -235,6 +265,39 @@ class Explorer:
             self._tokenizer = presets_lib.build_tokenizer()
         return self._tokenizer
 
+    def add_text_embeddings(self, path: str, token: str | None = None) -> list[str]:
+        """Adds a textual-inversion file's tokens to the tokenizer and text encoder.
+
+        See `kerasmorph.embeddings` for the formats (A1111 `.pt`/`.safetensors`,
+        diffusers `learned_embeds.bin`/`.safetensors`). The text encoder is
+        rebuilt with the larger vocabulary and the cached encodings dropped.
+
+        Args:
+            path: the embedding file.
+            token: the prompt token; default: the file's (see
+                `kerasmorph.embeddings.load_textual_inversion`). Lowercased.
+
+        Returns:
+            The tokens added, as they are written in prompts.
+
+        Raises:
+            ValueError: when the vectors' width does not match this model's
+                text encoder (768 for sd1, 1024 for sd2), or a token exists.
+        """
+        from kerasmorph import embeddings as embeddings_lib
+
+        loaded = embeddings_lib.load_textual_inversion(path, token)
+        self._tokenizer, text_encoder = embeddings_lib.add_textual_inversion(
+            self.tokenizer, self.text_encoder, loaded
+        )
+        self._components["text_encoder"] = text_encoder
+        if self._kerascv_model is not None:
+            self._kerascv_model._text_encoder = text_encoder
+            self._kerascv_model._tokenizer = self._tokenizer
+        self._text_fn = None
+        self._unconditional_cache = {}
+        return [embedding.token for embedding in loaded]
+
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         """Shape of one latent: (img_height // 8, img_width // 8, 4)."""
@@ -250,9 +313,59 @@ class Explorer:
         """The `kerasmorph.sampler.Sampler` running this Explorer's UNet."""
         if self._sampler is None:
             self._sampler = sampler_lib.Sampler(
-                self.diffusion_model, jit_compile=self.jit_compile
+                self.diffusion_model, jit_compile=self.jit_compile, strategy=self.strategy
             )
         return self._sampler
+
+    def resized(self, img_height: int, img_width: int) -> "Explorer":
+        """Returns an Explorer for another image size that shares these weights.
+
+        The UNet and decoder are rewired with
+        `kerasmorph.presets.resize_component` — the same layers called on
+        new inputs of the new latent size — so no variable is copied; the
+        text encoder, tokenizer and cached unconditional encodings are
+        shared as they are. This Explorer's text encoder, UNet and decoder
+        are built first if they are not yet. The new Explorer traces its own
+        denoising step (one compile per image size).
+
+        Args:
+            img_height, img_width: the new size in pixels, multiples of 64.
+
+        Returns:
+            An `Explorer` with the same preset, precision and settings.
+
+        Example:
+
+        ```python
+        wide = explorer.resized(512, 768)
+        assert wide.diffusion_model.weights[0] is explorer.diffusion_model.weights[0]
+        ```
+        """
+        import copy
+
+        from kerasmorph import devices
+
+        multiple = self.preset.size_multiple
+        img_height = validate_image_size("img_height", img_height, multiple)
+        img_width = validate_image_size("img_width", img_width, multiple)
+        for name in ("text_encoder", "diffusion_model", "decoder"):
+            self._component(name)
+        other = copy.copy(self)
+        other.img_height, other.img_width = img_height, img_width
+        other.default_batch_size = devices.default_batch_size(
+            img_height, img_width, self.precision_plan.device
+        )
+        other._components = {
+            name: (
+                presets_lib.resize_component(model, img_height, img_width)
+                if name in ("diffusion_model", "decoder")
+                else model
+            )
+            for name, model in self._components.items()
+        }
+        other._kerascv_model = None
+        other._sampler = other._decode_fn = other._encode_fn = None
+        return other
 
     def to_kerascv(self):
         """Returns a KerasCV `StableDiffusion`(V2) sharing this Explorer's components.
@@ -285,6 +398,8 @@ class Explorer:
             "img_width": self.img_width,
             "jit_compile": self.jit_compile,
             "precision": self.precision,
+            "precision_plan": self.precision_plan.to_json(),
+            "default_batch_size": self.default_batch_size,
             "weights": {name: str(path) for name, path in self._weight_paths.items()},
             "seed": self.seed if not self.preset.weight_files else None,
         }
@@ -445,7 +560,7 @@ class Explorer:
         Args:
             encoded_text: float (N, 77, D) or (77, D) from `encode_text`.
             batch_size: images per UNet batch (and the image count when nothing
-                else sets it). Default: min(N, 4).
+                else sets it). Default: min(N, `default_batch_size`).
             num_steps: denoising steps, >= 1.
             unconditional_guidance_scale: classifier-free guidance scale.
             diffusion_noise: float (N, H/8, W/8, 4) or (H/8, W/8, 4) starting
@@ -512,7 +627,7 @@ class Explorer:
             num_steps: denoising steps.
             unconditional_guidance_scale: guidance scale.
             negative_prompt: text of the unconditional pass; default "".
-            batch_size: frames per UNet batch; default min(F, 4).
+            batch_size: frames per UNet batch; default min(F, `default_batch_size`).
 
         Yields:
             uint8 frames (img_height, img_width, 3), in order.
@@ -552,7 +667,7 @@ class Explorer:
             num_steps: denoising steps of the schedule.
             unconditional_guidance_scale: guidance scale.
             negative_prompt: text of the unconditional pass; default "".
-            batch_size: rows per UNet batch; default min(N, 4).
+            batch_size: rows per UNet batch; default min(N, `default_batch_size`).
             num_skipped_steps: noisiest steps to skip (img2img), in
                 [0, num_steps).
 
@@ -648,7 +763,7 @@ class Explorer:
         Args:
             images: uint8 (N, img_height, img_width, 3) or one (H, W, 3) image;
                 use `load_images` to bring other sizes to the model size.
-            batch_size: rows per encoder call; default min(N, 4).
+            batch_size: rows per encoder call; default min(N, `default_batch_size`).
 
         Returns:
             float32 latents (N, img_height // 8, img_width // 8, 4).
@@ -670,7 +785,8 @@ class Explorer:
         if self._encode_fn is None:
             encoder = self.image_encoder
             self._encode_fn = tf.function(
-                lambda x: encoder(x, training=False), jit_compile=self.jit_compile
+                lambda x: encoder(x, training=False),
+                jit_compile=self.precision_plan.decoder_jit_compile,
             )
         batch_size = self._batch_size(len(images), batch_size)
         latents = []
@@ -921,7 +1037,7 @@ class Explorer:
 
         Args:
             latents: float (N, H/8, W/8, 4) or (H/8, W/8, 4).
-            batch_size: rows per decoder call; default min(N, 4).
+            batch_size: rows per decoder call; default min(N, `default_batch_size`).
 
         Returns:
             uint8 (N, img_height, img_width, 3): clip((x + 1) / 2 · 255).
@@ -940,7 +1056,8 @@ class Explorer:
         if self._decode_fn is None:
             decoder = self.decoder
             self._decode_fn = tf.function(
-                lambda z: decoder(z, training=False), jit_compile=self.jit_compile
+                lambda z: decoder(z, training=False),
+                jit_compile=self.precision_plan.decoder_jit_compile,
             )
         batch_size = self._batch_size(len(latents), batch_size)
         images = []
@@ -994,11 +1111,32 @@ class Explorer:
             return next(iter(counts.values()))
         return batch_size or 1
 
-    @staticmethod
-    def _batch_size(num_rows: int, batch_size: int | None) -> int:
+    @property
+    def num_replicas(self) -> int:
+        """Replicas a denoising batch is split across (1 without a strategy)."""
+        return self.strategy.num_replicas_in_sync if self.strategy else 1
+
+    def batch_size_for(self, num_frames: int, batch_size: int | None = None) -> int:
+        """The UNet batch size a render of `num_frames` frames uses.
+
+        Default: min(num_frames, `default_batch_size`) — 4 at ≤256² on a CPU,
+        see `kerasmorph.devices.default_batch_size` — rounded up to a multiple
+        of the replica count under a strategy. An explicit `batch_size` must
+        be a multiple of the replica count; it is never rounded silently.
+        """
+        return self._batch_size(num_frames, batch_size)
+
+    def _batch_size(self, num_rows: int, batch_size: int | None) -> int:
+        replicas = self.num_replicas
         if batch_size is None:
-            return min(num_rows, DEFAULT_MAX_BATCH_SIZE)
+            default = min(num_rows, self.default_batch_size)
+            return -(-default // replicas) * replicas
         _check_count("batch_size", batch_size)
+        if batch_size % replicas:
+            raise ValueError(
+                f"`batch_size` must be a multiple of the {replicas} replicas of the "
+                f"strategy. Received: batch_size={batch_size}"
+            )
         return int(batch_size)
 
     def _progbar(self, total: int) -> Callable[[], None] | None:

@@ -730,3 +730,22 @@ def save_video(
         "for a grid image use `kerasmorph.plotting.save_grid`. "
         f"Received: path={str(path)!r}"
     )
+
+
+def save_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Writes `data` as indented JSON, atomically (temp file + rename).
+
+    Args:
+        path: destination file.
+        data: anything `json.dumps` accepts.
+
+    Returns:
+        The `Path` written.
+    """
+    import json
+
+    path = Path(path)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    with _atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+    return path

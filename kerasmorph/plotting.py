@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["make_grid", "plot_grid", "save_grid"]
+__all__ = ["make_grid", "plot_grid", "plot_similarity_histogram", "save_grid"]
 
 # `plot_grid` draws each column this many inches wide by default (the
 # KerasCV walk tutorial's `plot_grid(..., scale=2)`).
@@ -374,3 +374,51 @@ def save_grid(
     else:
         image = _render_labelled_grid(frame_list, num_columns, labels)
     return save_frame(path, image)
+
+
+def plot_similarity_histogram(
+    cosines: Sequence[float],
+    *,
+    num_bins: int = 50,
+    title: str | None = None,
+) -> Figure:
+    """Draws a histogram of per-layer cosine similarities.
+
+    For `kerasmorph.merging.cosine_similarities` (pass `[row.cosine for row
+    in rows]`): how alike two models, or two task vectors, are layer by
+    layer. NaN values (all-zero tensors) are left out and counted in the
+    x-axis label.
+
+    Args:
+        cosines: similarities in [-1, 1].
+        num_bins: histogram bins over [-1, 1]. Defaults to 50.
+        title: a title above the plot. Defaults to `None`.
+
+    Returns:
+        A `matplotlib.figure.Figure` (headless-safe; save it with
+        `figure.savefig(path)`).
+
+    Raises:
+        ValueError: when there are no finite values or `num_bins` < 1.
+    """
+    _check_int(num_bins, "num_bins", 1)
+    values = np.asarray(list(cosines), dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        raise ValueError(
+            "`cosines` must hold at least one finite value. "
+            f"Received: {values.size} values, {finite.size} finite"
+        )
+    figure = _new_figure((6.0, 4.0))
+    axes = figure.add_subplot(1, 1, 1)
+    low = min(-1.0, float(finite.min()))
+    high = max(1.0, float(finite.max()))
+    axes.hist(finite, bins=num_bins, range=(low, high), color="tab:blue")
+    missing = values.size - finite.size
+    axes.set_xlabel(
+        "cosine similarity" + (f" ({missing} undefined left out)" if missing else "")
+    )
+    axes.set_ylabel("layers")
+    axes.set_title(title or f"{finite.size} layers, median {np.median(finite):.4f}")
+    figure.tight_layout()
+    return figure

@@ -5,6 +5,7 @@
 | `sd1` | `StableDiffusion` (v1.4) | `TextEncoder` (768) | `DiffusionModel` | `kcv_*.h5`, `vae_encoder.h5` |
 | `sd2` | `StableDiffusionV2` (v2.1) | `TextEncoderV2` (1024) | `DiffusionModelV2` | `*_v2_1.h5` + the sd1 VAE |
 | `tiny` | — | 2 layers (64) | 4 levels, 32–64 channels | none: seeded random |
+| `shapes` | — | 30-word vocabulary, 2 layers (128) | 3 levels, 32–128 channels | trained, shipped in `kerasmorph/data/shapes` |
 
 Components are built with `download_weights=False` and then load the file that
 `kerasmorph.weights.resolve_weights` found, so nothing here downloads by
@@ -33,7 +34,11 @@ COMPONENTS: tuple[Component, ...] = (
     "decoder",
     "image_encoder",
 )
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# Keras dtype policies a component can be built with; "bfloat16" stores the
+# weights in bf16 (no per-call casts). "auto" is resolved per device by
+# `kerasmorph.devices.resolve_precision`.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16")
+PRECISION_OPTIONS = (*PRECISIONS, "auto")
 MAX_PROMPT_LENGTH = 77
 
 _HF = "https://huggingface.co"
@@ -115,6 +120,12 @@ def _build_sd(version: int, component: Component, height: int, width: int):
     return image_encoder.ImageEncoder(download_weights=False)
 
 
+def _build_shapes(component: Component, height: int, width: int, seed: int):
+    from kerasmorph.shapes import pretrained
+
+    return pretrained.build_component(component, height, width, seed)
+
+
 def _build_tiny(component: Component, height: int, width: int, seed: int):
     if component == "text_encoder":
         return tiny.build_text_encoder(seed)
@@ -181,6 +192,18 @@ PRESETS: dict[str, Preset] = {
         weight_files={},
         licence="",
         build=_build_tiny,
+    ),
+    "shapes": Preset(
+        name="shapes",
+        description=(
+            "toy model trained on CPU: a red/green/blue/yellow circle, square or "
+            "triangle on white (weights shipped, offline)"
+        ),
+        default_size=128,
+        size_multiple=64,
+        weight_files={},
+        licence="",
+        build=_build_shapes,
     ),
 }
 
@@ -278,3 +301,41 @@ def build_tokenizer():
     from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(bpe_path=str(bpe_vocabulary_path()))
+
+
+def resize_component(model, img_height: int, img_width: int):
+    """Returns `model` rewired for another image size, sharing its variables.
+
+    KerasCV's UNet and decoder layers read static shapes when they are called,
+    so calling the SAME layers on new `keras.Input`s of another latent size
+    builds a model for that size whose weights are the original's variables
+    (no copy). Size-independent components (the text encoder, an encoder with
+    `(None, None, 3)` input) need no rewiring: pass them on as they are.
+
+    Args:
+        model: a functional or `Sequential` component whose latent input is
+            (h, w, 4) (the UNet's `latent`, the decoder's only input).
+        img_height, img_width: the new image size in pixels.
+
+    Returns:
+        A `keras.Model` sharing every layer with `model`.
+    """
+    keras = keras_module()
+    latent_shape = (img_height // 8, img_width // 8, 4)
+
+    def new_input(tensor):
+        shape = tuple(tensor.shape[1:])
+        if len(shape) == 3 and shape[-1] == 4:
+            shape = latent_shape
+        return keras.Input(shape, dtype=tensor.dtype, name=tensor.name)
+
+    if isinstance(model, keras.Sequential):
+        inputs = new_input(model.inputs[0])
+        outputs = inputs
+        for layer in model.layers:
+            outputs = layer(outputs)
+        return keras.Model(inputs, outputs, name=model.name)
+    inputs = [new_input(tensor) for tensor in model.inputs]
+    return keras.models.clone_model(
+        model, input_tensors=inputs, clone_function=lambda layer: layer
+    )

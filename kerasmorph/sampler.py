@@ -186,11 +186,12 @@ class Sampler:
     ```
     """
 
-    def __init__(self, diffusion_model, jit_compile: bool = False):
+    def __init__(self, diffusion_model, jit_compile: bool = False, strategy=None):
         import tensorflow as tf
 
         self.diffusion_model = diffusion_model
         self.jit_compile = jit_compile
+        self.strategy = strategy
         self.num_traces = 0
         self.num_steps_run = 0
         self._step = tf.function(self._guided_step, jit_compile=jit_compile)
@@ -345,6 +346,16 @@ class Sampler:
         """Runs the compiled step at each of `indices`, in the order given."""
         import tensorflow as tf
 
+        if self.strategy is not None and self.strategy.num_replicas_in_sync > 1:
+            if after_step is not None:
+                raise ValueError(
+                    "Latent mask blending (inpainting) runs on one device; build the "
+                    "Explorer without a multi-replica strategy to inpaint."
+                )
+            return self._run_distributed(
+                latent, context, unconditional_context, timesteps, coefficients,
+                indices, guidance, on_step,
+            )
         embeddings = self._embeddings(timesteps)
         step_coefficients = tf.constant(coefficients)
         latent = tf.convert_to_tensor(latent, dtype=tf.float32)
@@ -366,6 +377,56 @@ class Sampler:
             if on_step is not None:
                 on_step()
         return latent.numpy()
+
+    def _run_distributed(
+        self, latent, context, unconditional_context, timesteps, coefficients,
+        indices, guidance, on_step,
+    ) -> np.ndarray:
+        """Shards the batch across the strategy's replicas with `strategy.run`.
+
+        Replica r gets rows [r·B/n, (r+1)·B/n) of every batched input; the
+        per-replica latents stay on their devices between steps and are
+        gathered in replica order at the end, so frames come out in order.
+        """
+        import tensorflow as tf
+
+        strategy = self.strategy
+        num_replicas = strategy.num_replicas_in_sync
+        rows = len(latent)
+        if rows % num_replicas:
+            raise ValueError(
+                f"The batch of {rows} rows does not split evenly over {num_replicas} "
+                f"replicas. Use a batch size that is a multiple of {num_replicas}."
+            )
+        share = rows // num_replicas
+
+        def distribute(array):
+            array = np.asarray(array, dtype=np.float32)
+            return strategy.experimental_distribute_values_from_function(
+                lambda context: tf.constant(
+                    array[context.replica_id_in_sync_group * share:][:share]
+                )
+            )
+
+        embeddings = self._embeddings(timesteps)
+        step_coefficients = tf.constant(coefficients)
+        latent, context = distribute(latent), distribute(context)
+        unconditional_context = distribute(unconditional_context)
+        guidance = tf.constant(guidance, dtype=tf.float32)
+        for index in indices:
+            latent = strategy.run(
+                self._step,
+                args=(
+                    latent, embeddings[index], context, unconditional_context,
+                    guidance, step_coefficients[index],
+                ),
+            )
+            self.num_steps_run += 1
+            if on_step is not None:
+                on_step()
+        return np.concatenate(
+            [part.numpy() for part in strategy.experimental_local_results(latent)]
+        )
 
     def _embeddings(self, timesteps: np.ndarray):
         import tensorflow as tf

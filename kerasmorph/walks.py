@@ -70,6 +70,22 @@ class Walk:
         encodings, noise = self.compute(indices)
         return encodings.astype(np.float32), noise.astype(np.float32)
 
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "Walk":
+        """The walk restricted to `indices` (e.g. the frames a resumed render lacks)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1 or (
+            indices.size and (indices.min() < 0 or indices.max() >= self.num_frames)
+        ):
+            raise ValueError(
+                f"Frame indices must be a 1-D array in [0, {self.num_frames}). "
+                f"Received: indices={indices.tolist()}"
+            )
+        return Walk(
+            len(indices),
+            lambda sub: self.compute(indices[sub]),
+            self.positions[indices],
+        )
+
     @classmethod
     def from_arrays(cls, encodings: np.ndarray, noise: np.ndarray) -> "Walk":
         """A walk over precomputed arrays (F, 77, D) and (F, H/8, W/8, 4)."""

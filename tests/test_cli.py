@@ -130,7 +130,7 @@ def test_walk_to_a_directory_of_pngs(tmp_path):
     out = tmp_path / "frames"
     assert main(["walk", "a", "--frames", "4", "--step-size", "0.01", "--out", str(out), *WALK]) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"frame_{i:05d}.png" for i in range(4)]
+    assert names == [f"frame_{i:05d}.png" for i in range(4)] + ["manifest.json"]
 
 
 def test_loop_mp4(tmp_path):
