@@ -21,6 +21,7 @@ minutes on a CPU; ~10 GB of memory at peak for the UNet).
 """
 
 import gc
+import shutil
 import types
 
 import numpy as np
@@ -247,7 +248,9 @@ def bundle(request, tmp_path_factory):
         outputs=outputs, models=keras_models,
         configs={"unet": unet_config, "vae": vae_config, "text_encoder": text_config},
     )
-    # Free this family's ~5 GB of Keras weights before the next family is built.
+    # Free this family's ~5 GB of Keras weights before the next family is built,
+    # and its multi-GB checkpoint files (pytest keeps old temp dirs otherwise).
+    shutil.rmtree(root, ignore_errors=True)
     keras_models.clear()
     from kerasmorph.backend import keras_module
 
