@@ -33,9 +33,12 @@ _LAZY_ATTRIBUTES = {
 
 # Submodules reachable as attributes (`kerasmorph.sampler`) on first access.
 _SUBMODULES = (
+    "adaptive",
     "backend",
+    "bench",
     "checkpoints",
     "cli",
+    "devices",
     "embeddings",
     "explorer",
     "export",
@@ -44,9 +47,9 @@ _SUBMODULES = (
     "merging",
     "plotting",
     "presets",
+    "renders",
     "sampler",
     "schedules",
-    "shapes",
     "sweeps",
     "tiny",
     "walks",
