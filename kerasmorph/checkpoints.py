@@ -36,6 +36,7 @@ References:
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import os
@@ -79,7 +80,7 @@ class CheckpointError(ValueError):
 # --------------------------------------------------------------------- sources
 
 
-class TensorSource:
+class TensorSource(abc.ABC):
     """A read-only view of the tensors of one checkpoint, loaded one at a time.
 
     Attributes:
@@ -93,17 +94,17 @@ class TensorSource:
     def __init__(self, path: Path):
         self.path = path
 
+    @abc.abstractmethod
     def keys(self) -> list[str]:
         """All tensor names, in the file's order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def shape(self, key: str) -> tuple[int, ...]:
         """The shape of tensor `key`, without reading its data."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def get(self, key: str) -> np.ndarray:
         """Tensor `key` as a float32 numpy array."""
-        raise NotImplementedError
 
     def get_native(self, key: str) -> np.ndarray:
         """Tensor `key` in its stored dtype (bfloat16 widened to float32)."""
