@@ -1,6 +1,8 @@
 """Shared fixtures. Every test runs offline with an empty Keras cache."""
 
 import os
+import subprocess
+import sys
 
 # Before anything imports Keras: no test may reach the network, and the
 # user's own ~/.keras cache must not leak into weight lookups.
@@ -23,3 +25,71 @@ def tiny_explorer():
     import kerasmorph
 
     return kerasmorph.Explorer("tiny", jit_compile=False, verbose=False)
+
+
+# ------------------------------------------------- heavy tests in their own process
+#
+# Tests marked `slow` or `reference` build full-size models (5-10 GB each in
+# Keras and PyTorch). Freed TensorFlow/PyTorch memory is not reliably handed
+# back to the OS (glibc arenas), so in one process the full suite grew past the
+# machine's 24 GiB and was killed. Each such module therefore runs in a child
+# pytest process after the fast tests; the child's exit code fails the run.
+
+_ISOLATED_MARKERS = ("slow", "reference")
+_CHILD_ENV = "KERASMORPH_TEST_CHILD"
+_isolated_key = pytest.StashKey[dict]()
+_results_key = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(trylast=True)  # After -m/-k deselection.
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get(_CHILD_ENV) or config.option.collectonly:
+        return
+    groups: dict[str, list[str]] = {}
+    kept = []
+    for item in items:
+        if any(item.get_closest_marker(name) for name in _ISOLATED_MARKERS):
+            groups.setdefault(str(item.path), []).append(item.nodeid)
+        else:
+            kept.append(item)
+    items[:] = kept
+    config.stash[_isolated_key] = groups
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtestloop(session):
+    yield
+    groups = session.config.stash.get(_isolated_key, {})
+    if not groups or session.shouldfail or session.shouldstop:
+        return
+    config = session.config
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    capture = config.pluginmanager.getplugin("capturemanager")
+    results = config.stash.setdefault(_results_key, [])
+    verbosity = ["-v"] * max(config.option.verbose, 0) or ["-q"] * -min(config.option.verbose, 0)
+    for path, nodeids in groups.items():
+        module = os.path.relpath(path, config.rootpath)
+        if reporter is not None:
+            reporter.write_sep("=", f"{module}: {len(nodeids)} tests in a separate process")
+        command = [sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", *verbosity]
+        if config.option.maxfail:
+            command.append(f"--maxfail={config.option.maxfail}")
+        with capture.global_and_fixture_disabled():
+            code = subprocess.call(
+                command + nodeids, cwd=config.rootpath, env={**os.environ, _CHILD_ENV: "1"}
+            )
+        results.append((module, len(nodeids), code))
+        if code != 0:
+            session.testsfailed += 1
+            if config.option.maxfail:
+                break
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    results = config.stash.get(_results_key, [])
+    if not results:
+        return
+    terminalreporter.write_sep("=", "tests run in separate processes")
+    for module, count, code in results:
+        status = "passed" if code == 0 else f"FAILED (exit code {code})"
+        terminalreporter.write_line(f"{module}: {count} tests {status}")
