@@ -33,12 +33,25 @@ def tiny_explorer():
 # Keras and PyTorch). Freed TensorFlow/PyTorch memory is not reliably handed
 # back to the OS (glibc arenas), so in one process the full suite grew past the
 # machine's 24 GiB and was killed. Each such module therefore runs in a child
-# pytest process after the fast tests; the child's exit code fails the run.
+# pytest process after the fast tests (one child per parameter of a module-scoped
+# fixture, e.g. per model family); the child's exit code fails the run.
 
 _ISOLATED_MARKERS = ("slow", "reference")
 _CHILD_ENV = "KERASMORPH_TEST_CHILD"
 _isolated_key = pytest.StashKey[dict]()
 _results_key = pytest.StashKey[list]()
+
+
+def _isolation_group(item) -> str:
+    """The module, plus the values of its module-scoped parametrized fixtures."""
+    group = str(item.path)
+    callspec = getattr(item, "callspec", None)
+    definitions = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    for name, value in sorted(callspec.params.items()) if callspec else ():
+        scope = getattr(definitions.get(name, [None])[-1], "scope", "function")
+        if scope in ("module", "package", "session"):
+            group += f"[{name}={value}]"
+    return group
 
 
 @pytest.hookimpl(trylast=True)  # After -m/-k deselection.
@@ -49,7 +62,7 @@ def pytest_collection_modifyitems(config, items):
     kept = []
     for item in items:
         if any(item.get_closest_marker(name) for name in _ISOLATED_MARKERS):
-            groups.setdefault(str(item.path), []).append(item.nodeid)
+            groups.setdefault(_isolation_group(item), []).append(item.nodeid)
         else:
             kept.append(item)
     items[:] = kept
@@ -67,8 +80,8 @@ def pytest_runtestloop(session):
     capture = config.pluginmanager.getplugin("capturemanager")
     results = config.stash.setdefault(_results_key, [])
     verbosity = ["-v"] * max(config.option.verbose, 0) or ["-q"] * -min(config.option.verbose, 0)
-    for path, nodeids in groups.items():
-        module = os.path.relpath(path, config.rootpath)
+    for group, nodeids in groups.items():
+        module = os.path.relpath(group, config.rootpath)
         if reporter is not None:
             reporter.write_sep("=", f"{module}: {len(nodeids)} tests in a separate process")
         command = [sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", *verbosity]
