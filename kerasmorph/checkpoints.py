@@ -29,6 +29,10 @@ the KerasCV file names that `kerasmorph.weights` looks for, plus a small
 `kerasmorph.json` naming the preset, so both `Explorer("sd1", weights_dir=DIR)`
 and `Explorer(DIR)` load the result.
 
+For `kerasmorph.merging`, `LazyTensors` opens a file or folder as a lazy
+name -> array mapping, and `merge_checkpoints` merges files into a file, or
+diffusers folders into a diffusers folder, one tensor at a time.
+
 References:
     huggingface/diffusers, `scripts/convert_diffusers_to_original_stable_diffusion.py`
     and `src/diffusers/loaders/single_file_utils.py` (the CompVis <-> diffusers names).
@@ -37,14 +41,20 @@ References:
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
+import itertools
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from kerasmorph.merging import MergeReport
 
 Family = Literal["sd1", "sd2"]
 Layout = Literal["conv", "linear", "copy"]
@@ -1215,7 +1225,6 @@ def save_safetensors_stream(
     Returns:
         The path written.
     """
-    import shutil
     import tempfile
 
     path = Path(path)
@@ -1250,3 +1259,415 @@ def save_safetensors_stream(
             shutil.copyfileobj(data, out, 16 << 20)
     os.replace(partial, path)
     return path
+
+
+# ---------------------------------------------- merging files and folders
+
+CheckpointFormat = Literal["compvis", "diffusers"]
+_FORMAT_NAMES = {"compvis": "a single file", "diffusers": "a diffusers folder"}
+# The file written into each merged subfolder: the name diffusers' and
+# transformers' `from_pretrained` look for first.
+DIFFUSERS_WEIGHT_FILES = {
+    "unet": "diffusion_pytorch_model.safetensors",
+    "vae": "diffusion_pytorch_model.safetensors",
+    "text_encoder": "model.safetensors",
+}
+# Weight files are never copied from a merged subfolder (a stale `.bin` or
+# `.fp16.safetensors` next to the merged file would contradict it) nor from
+# a folder's top level (some Hub repositories keep a 4 GB single file there).
+_WEIGHT_SUFFIXES = (
+    ".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".pb",
+    ".onnx", ".onnx_data", ".gguf",
+)
+
+
+def checkpoint_format(checkpoint: str | os.PathLike) -> CheckpointFormat:
+    """Tells a single-file checkpoint from a diffusers folder, without reading it.
+
+    Args:
+        checkpoint: a `.safetensors`/`.ckpt` file or a diffusers folder.
+
+    Returns:
+        `"diffusers"` for a folder, `"compvis"` for a file (the value of
+        `TensorSource.format` once opened).
+
+    Raises:
+        FileNotFoundError: when the path does not exist.
+    """
+    path = Path(checkpoint).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. Received: checkpoint={str(checkpoint)!r}")
+    return "diffusers" if path.is_dir() else "compvis"
+
+
+def check_same_format(checkpoints: Mapping[str, str | os.PathLike]) -> CheckpointFormat:
+    """Checks that checkpoints merged or compared together share one format.
+
+    Merges and similarities pair tensors by name, and the two formats name
+    the same weight differently (`model.diffusion_model.input_blocks.0.0.weight`
+    is `unet/conv_in.weight`); some do not even pair one to one (SD2's fused
+    q/k/v, the VAE attention's 1x1 convs stored as Linears). kerasmorph pairs
+    them only through the KerasCV weight plan, which needs the models built,
+    so a mix is refused instead of silently keeping one side of every tensor.
+
+    Args:
+        checkpoints: a label for the error message (`"target"`, `"--base"`)
+            -> the path.
+
+    Returns:
+        The common format, `"compvis"` or `"diffusers"`.
+
+    Raises:
+        FileNotFoundError: when a path does not exist.
+        CheckpointError: when the formats differ, naming each input's.
+        ValueError: for an empty `checkpoints`.
+
+    Example:
+
+    ```python
+    kerasmorph.checkpoints.check_same_format({"a": "sd15/", "b": "dreamy/"})  # "diffusers"
+    ```
+    """
+    if not checkpoints:
+        raise ValueError("`checkpoints` must name at least one checkpoint. Received: {}")
+    formats = {label: checkpoint_format(path) for label, path in checkpoints.items()}
+    if len(set(formats.values())) > 1:
+        received = ", ".join(
+            f"{label}={str(checkpoints[label])!r} ({_FORMAT_NAMES[value]})"
+            for label, value in formats.items()
+        )
+        raise CheckpointError(
+            "Checkpoints merged or compared together must share one format: all "
+            "single files (CompVis/A1111 .safetensors/.ckpt) or all diffusers folders "
+            "(unet/, vae/, text_encoder/). The two name their tensors differently, and "
+            "kerasmorph pairs the names only by building the KerasCV models. Convert "
+            "the odd ones out first (a single file becomes a folder with diffusers' "
+            "`StableDiffusionPipeline.from_single_file(FILE).save_pretrained(DIR)`). "
+            f"Received: {received}"
+        )
+    return next(iter(formats.values()))
+
+
+class _PrefixView(Mapping):
+    """The tensors of `tensors` whose names start with `prefix`: one subfolder."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], prefix: str):
+        self._tensors = tensors
+        self._names = [name for name in tensors if name.startswith(prefix)]
+        self._name_set = set(self._names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._name_set:
+            raise KeyError(name)
+        return self._tensors[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._name_set
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def save_diffusers_stream(
+    out_dir: str | os.PathLike,
+    tensors: Iterable[tuple[str, np.ndarray]],
+    *,
+    dtype: str | None = None,
+) -> dict[str, Path]:
+    """Writes `("unet/...", array)` pairs into the weight files of a diffusers folder.
+
+    The subfolder prefix is stripped and each subfolder's tensors go through
+    `save_safetensors_stream` into `out_dir/<subfolder>/` under the file name
+    `from_pretrained` looks for (`DIFFUSERS_WEIGHT_FILES`), so memory holds
+    one tensor at a time and each file appears whole or not at all. The
+    header says `{"format": "pt"}`, as `save_pretrained`'s does (older
+    transformers refuse a file without it). Configs are not written: a merge
+    copies them from its target (`merge_checkpoints`).
+
+    Args:
+        out_dir: the folder (created if needed); existing weight files are
+            replaced.
+        tensors: `(name, array)` pairs named `"unet/..."`, `"vae/..."` or
+            `"text_encoder/..."` (the names of `DiffusersSource`), each
+            subfolder's tensors one after another, e.g. in a
+            `DiffusersSource`'s order.
+        dtype: cast floating-point tensors to this (e.g. `"float16"`);
+            default: as they come.
+
+    Returns:
+        Subfolder -> the file written, in the order written.
+
+    Raises:
+        ValueError: for a name outside the three subfolders, or a
+            subfolder whose tensors come in two separate runs (its file
+            would be written twice).
+
+    Example:
+
+    ```python
+    with kerasmorph.checkpoints.LazyTensors("sd15/") as model:
+        kerasmorph.checkpoints.save_diffusers_stream("sd15-fp16/", model.items(), dtype="float16")
+    ```
+    """
+    out = Path(out_dir).expanduser()
+    written: dict[str, Path] = {}
+
+    def subfolder_of(item: tuple[str, np.ndarray]) -> str:
+        subfolder, separator, rest = item[0].partition("/")
+        if not (separator and rest) or subfolder not in DIFFUSERS_WEIGHT_FILES:
+            valid = ", ".join(f"{name}/" for name in DIFFUSERS_WEIGHT_FILES)
+            raise ValueError(
+                f"Tensor names must start with a subfolder: {valid}. Received: {item[0]!r}"
+            )
+        return subfolder
+
+    for subfolder, group in itertools.groupby(tensors, key=subfolder_of):
+        if subfolder in written:
+            raise ValueError(
+                f"The tensors of {subfolder}/ must come one after another, not in "
+                f"two runs (its file would be written twice). Received: {subfolder}/ "
+                f"again after {', '.join(written)}"
+            )
+        folder = out / subfolder
+        folder.mkdir(parents=True, exist_ok=True)
+        start = len(subfolder) + 1
+        written[subfolder] = save_safetensors_stream(
+            folder / DIFFUSERS_WEIGHT_FILES[subfolder],
+            ((name[start:], array) for name, array in group),
+            dtype=dtype,
+            metadata={"format": "pt"},
+        )
+    return written
+
+
+def _iter_folder_merge(target, terms, target_coef, take, report) -> Iterator[tuple[str, np.ndarray]]:
+    """The merged tensors of diffusers folders, one subfolder after another."""
+    from kerasmorph import merging
+
+    subfolders = target.source.subfolders()
+    subfolders += [component for component in take if component not in subfolders]
+    for subfolder in subfolders:
+        prefix = subfolder + "/"
+        if subfolder in take:
+            # The component under its own names, not the target's: a VAE
+            # saved by an older diffusers names its attention `query`, a newer
+            # one `to_q`, and both load; its config comes along too.
+            source = take[subfolder]
+            for name in source:
+                if name.startswith(prefix):
+                    report.taken.append((name, subfolder))
+                    yield name, source[name]
+        else:
+            yield from merging.iter_merge(
+                _PrefixView(target, prefix), terms, target_coef, report=report
+            )
+
+
+def _copy_pipeline_files(target: Path, out: Path, merged: Mapping[str, Path]) -> list[str]:
+    """Copies from the target folder what a merge does not compute.
+
+    Args:
+        target: the target diffusers folder.
+        out: the output folder.
+        merged: each subfolder the merge wrote -> the folder whose
+            subfolder config goes with it (the target's or a `take` model's).
+
+    Returns:
+        The subfolders with weights copied unmerged (`safety_checker`).
+    """
+    unmerged = []
+    for entry in sorted(target.iterdir()):
+        if entry.name.startswith("."):  # A Hub download's .cache/, .gitattributes.
+            continue
+        if entry.is_file():
+            if not entry.name.endswith(_WEIGHT_SUFFIXES):  # model_index.json.
+                shutil.copy2(entry, out / entry.name)
+        elif entry.is_dir() and entry.name not in merged:
+            # scheduler/, tokenizer/, and components kerasmorph does not merge:
+            # as they are, so the pipeline's model_index.json still holds.
+            copied = out / entry.name
+            shutil.copytree(entry, copied, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+            if any(path.name.endswith(_WEIGHT_SUFFIXES) for path in copied.rglob("*")):
+                unmerged.append(entry.name)
+    for subfolder, source in merged.items():
+        for entry in sorted((source / subfolder).iterdir()):
+            # `*.index.json` lists the shards of a weight file not written here.
+            if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith(
+                _WEIGHT_SUFFIXES + (".index.json",)
+            ):
+                shutil.copy2(entry, out / subfolder / entry.name)
+    return unmerged
+
+
+def _check_merge_out(out: Path, file_format: CheckpointFormat, inputs: Iterable[Path]) -> None:
+    if file_format == "compvis":
+        if out.suffix != ".safetensors" or out.is_dir():
+            raise ValueError(
+                "Single files merge into a .safetensors file: `out` must end in "
+                f".safetensors. Received: out={str(out)!r}"
+            )
+        return
+    if out.suffix in _WEIGHT_SUFFIXES or out.is_file():
+        raise ValueError(
+            "diffusers folders merge into a diffusers folder: `out` must be a "
+            f"directory, not a file. Received: out={str(out)!r}"
+        )
+    resolved = out.resolve()
+    for path in inputs:
+        folder = path.expanduser().resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise ValueError(
+                "`out` must not be an input folder or lie inside one (its files "
+                f"are read while the output is written). Received: out={str(out)!r}, "
+                f"input {str(path)!r}"
+            )
+
+
+def merge_checkpoints(
+    out: str | os.PathLike,
+    target: str | os.PathLike,
+    terms: Sequence[tuple[float, str | os.PathLike]],
+    target_coef: float = 1.0,
+    *,
+    take: Mapping[str, str | os.PathLike] | None = None,
+    dtype: str | None = None,
+) -> MergeReport:
+    """Merges single-file checkpoints or diffusers folders on disk, streaming.
+
+    Computes `target_coef * target + sum(coefficient * model)` tensor by
+    tensor (`kerasmorph.merging.iter_merge`): each tensor is read from each
+    (memory-mapped) input when its turn comes and written at once, so memory
+    holds about one tensor per model, never a model. Every merge is one of
+    these sums:
+
+    | merge | target | terms | target_coef |
+    |---|---|---|---|
+    | weighted sum | `a` | `[(alpha, b)]` | `1 - alpha` |
+    | add difference | `a` | `[(alpha, b), (-alpha, c)]` | 1 |
+    | task vectors | `base` | `[(c_1, m_1), ..., (-sum c_i, base)]` | 1 |
+
+    All inputs must share one format (`check_same_format`):
+
+    - single files (CompVis/A1111) merge into the `.safetensors` file `out`;
+    - diffusers folders merge into the diffusers folder `out`:
+      `unet/diffusion_pytorch_model.safetensors`,
+      `vae/diffusion_pytorch_model.safetensors` and
+      `text_encoder/model.safetensors`, each beside the target's
+      `config.json`. The target's other files are copied as they are:
+      `model_index.json`, `scheduler/`, `tokenizer/`, and whole
+      subfolders kerasmorph does not merge (`safety_checker/`, weights
+      included, listed in the report), so diffusers' `from_pretrained`
+      reads `out` as it read the target.
+
+    Tensors whose shape differs, that a model lacks, or that are not
+    floating point are kept from the target and listed in the report. A
+    component in `take` comes whole from that model: for single files its
+    tensors under the target's names, for folders the whole subfolder (its
+    tensors under their own names, and its config).
+
+    Args:
+        out: a `.safetensors` file (single files) or a folder (diffusers
+            folders; created if needed). Existing files are replaced.
+        target: the model whose names, shapes and leftovers the result keeps
+            (for folders, also its configs).
+        terms: `(coefficient, checkpoint)` pairs; a path may repeat, even
+            the target's (each is opened once).
+        target_coef: the target's own coefficient.
+        take: component (`"vae"`, `"unet"`, `"text_encoder"`) -> the
+            checkpoint it is copied from, e.g. `{"vae": "vae-ft-mse/"}`.
+        dtype: store floating-point tensors as this, e.g. `"float16"`;
+            default: the target's dtypes.
+
+    Returns:
+        A `kerasmorph.merging.MergeReport`.
+
+    Raises:
+        FileNotFoundError: when an input does not exist.
+        CheckpointError: for inputs of mixed formats (each named), a folder
+            that is not a diffusers folder, or a `take` folder without the
+            component.
+        ValueError: for an `out` that does not fit the format (or is an input
+            folder), a non-finite coefficient, an unknown `take` component or
+            a `dtype` that is not floating point.
+
+    Example:
+
+    ```python
+    # 0.7 A + 0.3 B of two diffusers folders, with the VAE of a third.
+    report = kerasmorph.checkpoints.merge_checkpoints(
+        "merged/", "model_a/", [(0.3, "model_b/")], 0.7, take={"vae": "vae_source/"}
+    )
+    print(report.summary())
+    ```
+    """
+    from kerasmorph import merging
+
+    take = dict(take or {})
+    for component in take:
+        if component not in merging.COMPONENT_PREFIXES:
+            valid = ", ".join(repr(name) for name in merging.COMPONENT_PREFIXES)
+            raise ValueError(f"`take` keys must be components: {valid}. Received: take key {component!r}")
+    if dtype is not None:
+        try:
+            floating = np.issubdtype(np.dtype(dtype), np.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise ValueError(f"`dtype` must be a floating-point dtype. Received: dtype={dtype!r}")
+    # iter_merge checks the coefficients on its first step: take that step on
+    # nothing, so a bad coefficient fails before any file is written.
+    list(merging.iter_merge({}, [(coefficient, {}) for coefficient, _ in terms], target_coef))
+    inputs = {
+        "target": target,
+        **{f"model {index}": path for index, (_, path) in enumerate(terms, 1)},
+        **{f"take[{component!r}]": path for component, path in take.items()},
+    }
+    file_format = check_same_format(inputs)
+    out = Path(out).expanduser()
+    _check_merge_out(out, file_format, [Path(path) for path in inputs.values()])
+    report = merging._Recorder()
+    with contextlib.ExitStack() as stack:
+        opened: dict[Path, LazyTensors] = {}
+
+        def load(path) -> LazyTensors:
+            key = Path(path).expanduser().resolve()
+            if key not in opened:
+                opened[key] = stack.enter_context(LazyTensors(path))
+            return opened[key]
+
+        target_tensors = load(target)
+        term_tensors = [(coefficient, load(path)) for coefficient, path in terms]
+        take_tensors = {component: load(path) for component, path in take.items()}
+        if file_format == "compvis":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_safetensors_stream(
+                out,
+                merging.iter_merge(
+                    target_tensors, term_tensors, target_coef, take=take_tensors, report=report
+                ),
+                dtype=dtype,
+            )
+            return report.freeze()
+        for component, tensors in take_tensors.items():
+            if component not in tensors.source.subfolders():
+                raise CheckpointError(
+                    f"Cannot take the {component} from {take[component]}: it has no "
+                    f"{component}/ weights. Received: take={{{component!r}: "
+                    f"{str(take[component])!r}}}"
+                )
+        written = save_diffusers_stream(
+            out,
+            _iter_folder_merge(target_tensors, term_tensors, target_coef, take_tensors, report),
+            dtype=dtype,
+        )
+    config_sources = {
+        subfolder: Path(take.get(subfolder, target)).expanduser() for subfolder in written
+    }
+    for subfolder in _copy_pipeline_files(Path(target).expanduser(), out, config_sources):
+        report.kept.append(
+            (f"{subfolder}/", "a component kerasmorph does not merge, copied from the target")
+        )
+    return report.freeze()

@@ -93,6 +93,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed")
     sampling.add_argument("--negative-prompt", default=None)
     sampling.add_argument(
+        "--long-prompts", action="store_true",
+        help="encode prompts (and the negative prompt) over 77 tokens in 75-token "
+        "chunks, concatenated as A1111 does, instead of failing",
+    )
+    sampling.add_argument(
         "--batch-size", type=_positive_int, default=None, help="images per UNet batch"
     )
 
@@ -152,6 +157,8 @@ def build_explorer(args: argparse.Namespace):
             explorer.add_text_embeddings(path)
         _last_explorer = (key, explorer)
     explorer.verbose = not args.quiet
+    # Not part of the key: it changes how prompts are encoded, not the model.
+    explorer.long_prompts = bool(getattr(args, "long_prompts", False))
     return explorer
 
 
@@ -239,7 +246,9 @@ def _run_generate(args: argparse.Namespace) -> int:
             f"--out must end in .png, .jpg, .jpeg or .webp. Received: --out {args.out}"
         )
     explorer = build_explorer(args)
-    encoding = explorer.encode_text(args.prompt, truncate=args.truncate)
+    encoding = explorer.encode_text(
+        args.prompt, truncate=args.truncate, long_prompts=args.long_prompts
+    )
     images = explorer.generate_image(
         encoding,
         batch_size=args.batch_size or args.num_images,
@@ -386,6 +395,14 @@ def _render_spec(
 
     out = check_output_path(args.out)
     explorer = build_explorer(args)
+    # Too-long prompts fail here, before a render directory's manifest is
+    # written: the corrected run would otherwise be refused as another render.
+    for prompt in prompts:
+        explorer.tokenize(prompt)
+    if args.long_prompts:
+        # In the manifest, so a resumed render encodes the prompts the same way;
+        # only when set, so manifests of short-prompt renders are unchanged.
+        options = {**options, "long_prompts": True}
     total = num_frames * num_frames if kind == "grid" else num_frames
     spec = renders.RenderSpec(
         kind=kind, prompts=tuple(prompts), seeds=tuple(seeds), num_frames=num_frames,
@@ -446,6 +463,7 @@ def _run_render(args: argparse.Namespace) -> int:
     args.model, args.height, args.width = spec.model, spec.img_height, spec.img_width
     args.precision = spec.precision.split(":")[0]  # "auto:…" re-resolves to "auto".
     args.jit = spec.jit_compile
+    args.long_prompts = bool(spec.options.get("long_prompts", False))
     explorer = build_explorer(args)
     fingerprint = renders.weights_fingerprint(explorer)
     if fingerprint != spec.weights:
@@ -505,7 +523,7 @@ def _run_interpolate(args: argparse.Namespace) -> int:
         import numpy as np
 
         args._explorer = build_explorer(args)
-        encodings = args._explorer.encode_text(args.prompts)
+        encodings = args._explorer.encode_text(args.prompts, long_prompts=args.long_prompts)
         noises = np.repeat(args._explorer.noise(1, args.seed), len(args.prompts), axis=0)
         return _render_adaptive(args, encodings, noises, _schedule(args, "linear"), "slerp")
     return _render_spec(
@@ -547,7 +565,8 @@ def _run_morph_seeds(args: argparse.Namespace) -> int:
             raise CommandError(f"--seeds needs at least 2 seeds. Received: {args.seeds}")
         args._explorer = build_explorer(args)
         noises = np.concatenate([args._explorer.noise(1, seed) for seed in args.seeds])
-        encodings = np.repeat(args._explorer.encode_text(args.prompt), len(args.seeds), axis=0)
+        encoding = args._explorer.encode_text(args.prompt, long_prompts=args.long_prompts)
+        encodings = np.repeat(encoding, len(args.seeds), axis=0)
         return _render_adaptive(args, encodings, noises, _schedule(args, "ease"), args.noise_method)
     return _render_spec(
         args, "morph-seeds", [args.prompt], args.seeds, args.frames,
@@ -645,7 +664,7 @@ def _run_morph_images(args: argparse.Namespace) -> int:
         return walks.image_morph_walk(
             explorer, list(images), args.prompts, args.frames, schedule=schedule,
             num_steps=args.steps, inversion_guidance=args.guidance,
-            num_refinements=args.inversion_refinements,
+            num_refinements=args.inversion_refinements, long_prompts=args.long_prompts,
         )
 
     return _render_walk(args, build)
@@ -910,19 +929,36 @@ def _model_and_coefficient(text: str) -> tuple[str, float]:
         ) from None
 
 
-def _open_single_file(path: str):
-    from kerasmorph import checkpoints
+# Suffixes that name a checkpoint file, never a diffusers folder.
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
-    if Path(path).is_dir():
-        raise CommandError(
-            "merge and similarity read single-file checkpoints (.safetensors/.ckpt). "
-            f"Received: a folder {path}"
-        )
-    return checkpoints.LazyTensors(path)
+
+def _merge_plan(
+    args: argparse.Namespace,
+) -> tuple[dict[str, str], str, list[tuple[float, str]], float]:
+    """`merge`'s inputs by flag, and its target, terms and target coefficient.
+
+    Every mode is `target_coef * target + sum(coefficient * model)`; see
+    `kerasmorph.checkpoints.merge_checkpoints`.
+    """
+    if args.add:
+        inputs = {"--base": args.base}
+        inputs.update({f"--add #{index}": path for index, (path, _) in enumerate(args.add, 1)})
+        # base + sum c_i (model_i - base), tensor by tensor.
+        terms = [(coefficient, path) for path, coefficient in args.add]
+        terms.append((-sum(coefficient for _, coefficient in args.add), args.base))
+        return inputs, args.base, terms, 1.0
+    if args.weighted_sum is not None:
+        a, b = args.weighted_sum
+        inputs = {"--weighted-sum A": a, "--weighted-sum B": b}
+        return inputs, a, [(args.alpha, b)], 1.0 - args.alpha
+    a, b, c = args.add_difference
+    inputs = {"--add-difference A": a, "--add-difference B": b, "--add-difference C": c}
+    return inputs, a, [(args.alpha, b), (-args.alpha, c)], 1.0
 
 
 def _run_merge(args: argparse.Namespace) -> int:
-    from kerasmorph import checkpoints, merging
+    from kerasmorph import checkpoints
 
     modes = [bool(args.add), args.weighted_sum is not None, args.add_difference is not None]
     if sum(modes) != 1:
@@ -932,68 +968,61 @@ def _run_merge(args: argparse.Namespace) -> int:
         )
     if args.add and args.base is None:
         raise CommandError("--add needs --base (the model the fine-tunes started from)")
+    inputs, target, terms, target_coef = _merge_plan(args)
+    if args.take_vae:
+        inputs["--take-vae"] = args.take_vae
+    # Single files and diffusers folders name their tensors differently.
+    file_format = checkpoints.check_same_format(inputs)
     out = Path(args.out)
-    if out.suffix and out.suffix != ".safetensors":
-        raise CommandError(
-            f"--out must be a .safetensors file or a directory. Received: --out {args.out}"
-        )
-    opened = []
-
-    def open_file(path):
-        opened.append(_open_single_file(path))
-        return opened[-1]
-
-    recorder = merging._Recorder()
-    file = out if out.suffix else out / "merged.safetensors"
-    try:
-        take = {"vae": open_file(args.take_vae)} if args.take_vae else None
-        if args.add:
-            # base + sum c_i (model_i - base), tensor by tensor.
-            target = open_file(args.base)
-            models = [(open_file(path), coefficient) for path, coefficient in args.add]
-            terms = [(c, model) for model, c in models]
-            terms.append((-sum(c for _, c in models), target))
-            target_coef = 1.0
-        elif args.weighted_sum is not None:
-            target, other = (open_file(p) for p in args.weighted_sum)
-            terms, target_coef = [(args.alpha, other)], 1.0 - args.alpha
-        else:
-            target, b, c = (open_file(p) for p in args.add_difference)
-            terms, target_coef = [(args.alpha, b), (-args.alpha, c)], 1.0
-        file.parent.mkdir(parents=True, exist_ok=True)
-        checkpoints.save_safetensors_stream(
-            file,
-            merging.iter_merge(target, terms, target_coef, take=take, report=recorder),
-            dtype="float16" if args.half else None,
-        )
-    finally:
-        for tensors in opened:
-            tensors.close()
-    print(recorder.freeze().summary(), file=sys.stderr)
-    print(file)
-    if not out.suffix:
-        result = checkpoints.convert(file, out, overwrite=True)
+    if file_format == "compvis":
+        if out.suffix and out.suffix != ".safetensors":
+            raise CommandError(
+                f"--out must be a .safetensors file or a directory. Received: --out {args.out}"
+            )
+        merged = out if out.suffix else out / "merged.safetensors"
+    else:
+        if out.suffix in _CHECKPOINT_SUFFIXES:
+            raise CommandError(
+                "diffusers folders merge into a diffusers folder: --out must be a "
+                f"directory. Received: --out {args.out}"
+            )
+        merged = out
+    report = checkpoints.merge_checkpoints(
+        merged,
+        target,
+        terms,
+        target_coef,
+        take={"vae": args.take_vae} if args.take_vae else None,
+        dtype="float16" if args.half else None,
+    )
+    print(report.summary(), file=sys.stderr)
+    print(merged)
+    # A directory --out also gets the KerasCV conversion, beside the merge.
+    if (file_format == "diffusers" or not out.suffix) and not args.no_convert:
+        result = checkpoints.convert(merged, out, overwrite=True)
         print(f"preset {result.preset}: use --model {result.directory}")
     return 0
 
 
 def _run_similarity(args: argparse.Namespace) -> int:
+    import contextlib
+
     import numpy as np
 
-    from kerasmorph import merging, plotting
+    from kerasmorph import checkpoints, merging, plotting
 
     if args.plot is None and args.csv is None:
         raise CommandError("give --plot PNG and/or --csv CSV")
-    opened = [_open_single_file(args.a), _open_single_file(args.b)]
-    try:
-        a, b = opened
+    inputs = {"A": args.a, "B": args.b}
+    if args.base is not None:
+        inputs["--base"] = args.base
+    checkpoints.check_same_format(inputs)
+    with contextlib.ExitStack() as stack:
+        a, b = (stack.enter_context(checkpoints.LazyTensors(path)) for path in (args.a, args.b))
         if args.base is not None:
-            opened.append(_open_single_file(args.base))
-            a, b = merging.TaskVectorView(opened[2], a), merging.TaskVectorView(opened[2], b)
+            base = stack.enter_context(checkpoints.LazyTensors(args.base))
+            a, b = merging.TaskVectorView(base, a), merging.TaskVectorView(base, b)
         rows = merging.cosine_similarities(a, b)
-    finally:
-        for tensors in opened:
-            tensors.close()
     if not rows:
         raise CommandError("the two checkpoints share no tensors of equal shape")
     if args.csv is not None:
@@ -1032,7 +1061,14 @@ def add_checkpoint_commands(subparsers) -> None:
     convert.set_defaults(run=_run_convert, quiet=True)
 
     merge = subparsers.add_parser(
-        "merge", help="merge single-file checkpoints (task vectors, weighted sum, add difference)"
+        "merge",
+        help="merge checkpoints (task vectors, weighted sum, add difference): "
+        "single files, or diffusers folders",
+        description="Merges checkpoints tensor by tensor. Every input is a "
+        "single-file checkpoint (.safetensors/.ckpt), or every input is a "
+        "diffusers folder (unet/, vae/, text_encoder/); the two cannot be mixed. "
+        "Tensors whose shapes differ or that a model lacks are kept from the "
+        "target (--base, or A) and listed.",
     )
     merge.add_argument("--base", help="the model the --add fine-tunes started from")
     merge.add_argument(
@@ -1046,20 +1082,32 @@ def add_checkpoint_commands(subparsers) -> None:
         "--add-difference", nargs=3, metavar=("A", "B", "C"), help="A + alpha x (B - C)"
     )
     merge.add_argument("--alpha", type=float, default=0.5, help="default 0.5")
-    merge.add_argument("--take-vae", metavar="FROM", help="copy the whole VAE from FROM")
+    merge.add_argument(
+        "--take-vae", metavar="FROM",
+        help="copy the whole VAE from FROM (for folders: FROM's vae/ subfolder, config included)",
+    )
     merge.add_argument("--half", action="store_true", help="store float16")
     merge.add_argument(
         "--out", required=True,
-        help="a .safetensors file, or a directory: merged.safetensors plus its "
-        "KerasCV conversion (then use --model DIR)",
+        help="single files: a .safetensors file, or a directory DIR getting "
+        "DIR/merged.safetensors plus its KerasCV conversion (then use --model DIR). "
+        "diffusers folders: a directory DIR that becomes the merged diffusers folder "
+        "(weights merged, configs, scheduler and tokenizer copied from the target; "
+        "diffusers' from_pretrained(DIR) reads it) plus its KerasCV conversion",
+    )
+    merge.add_argument(
+        "--no-convert", action="store_true",
+        help="with a directory --out, write the merged checkpoint only, not its "
+        "KerasCV conversion",
     )
     merge.set_defaults(run=_run_merge, quiet=True)
 
     similarity = subparsers.add_parser(
-        "similarity", help="per-layer cosine similarity of two checkpoints"
+        "similarity",
+        help="per-layer cosine similarity of two checkpoints (single files or diffusers folders)",
     )
-    similarity.add_argument("a", help="a single-file checkpoint")
-    similarity.add_argument("b", help="another")
+    similarity.add_argument("a", help="a single-file checkpoint or a diffusers folder")
+    similarity.add_argument("b", help="another, of the same kind")
     similarity.add_argument(
         "--base", help="compare the task vectors A - BASE and B - BASE instead"
     )

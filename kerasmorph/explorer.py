@@ -28,6 +28,8 @@ from kerasmorph.backend import keras_module
 logger = logging.getLogger(__name__)
 
 MAX_PROMPT_LENGTH = presets_lib.MAX_PROMPT_LENGTH
+# BPE tokens per chunk of a long prompt: each chunk gets its own start and end.
+CHUNK_LENGTH = MAX_PROMPT_LENGTH - 2
 START_TOKEN = 49406
 END_TOKEN = 49407  # Also KerasCV's padding token, for sd1 and sd2 alike.
 DEFAULT_MAX_BATCH_SIZE = 4
@@ -63,6 +65,60 @@ def validate_image_size(name: str, size: Any, multiple: int) -> int:
             f"Nearest valid sizes: {options}. Received: {name}={size}"
         )
     return int(size)
+
+
+def chunk_tokens(tokens: Sequence[int]) -> list[list[int]]:
+    """Splits a tokenized prompt into 77-id chunks, the way A1111 encodes long prompts.
+
+    The BPE tokens between the start and end tokens are cut into runs of
+    `CHUNK_LENGTH` (75); each run becomes `[49406] + run + [49407]`, padded
+    with 49407 to 77 ids. A prompt of at most 75 BPE tokens gives one chunk,
+    equal to its ordinary 77 ids; the empty prompt gives the empty chunk.
+
+    Args:
+        tokens: ids from the CLIP tokenizer, `[49406, ..., 49407]`.
+
+    Returns:
+        k >= 1 lists of 77 ints.
+
+    Example:
+
+    ```python
+    >>> chunks = kerasmorph.explorer.chunk_tokens([49406] + [320] * 100 + [49407])
+    >>> [len(chunk) for chunk in chunks], chunks[1][:3], chunks[1][26:28]
+    ([77, 77], [49406, 320, 320], [49407, 49407])
+    ```
+    """
+    body = list(tokens)
+    if body[:1] == [START_TOKEN]:
+        body = body[1:]
+    if body[-1:] == [END_TOKEN]:
+        body = body[:-1]
+    runs = [body[i : i + CHUNK_LENGTH] for i in range(0, len(body), CHUNK_LENGTH)] or [[]]
+    return [
+        [START_TOKEN, *run, END_TOKEN] + [END_TOKEN] * (CHUNK_LENGTH - len(run))
+        for run in runs
+    ]
+
+
+def check_sequence_length(name: str, length: Any) -> int:
+    """Checks a text-encoding length: a positive multiple of 77 (one per chunk).
+
+    Raises:
+        ValueError: saying what is accepted and echoing `length`.
+    """
+    if (
+        isinstance(length, bool)
+        or not isinstance(length, (int, np.integer))
+        or length < MAX_PROMPT_LENGTH
+        or length % MAX_PROMPT_LENGTH
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive multiple of {MAX_PROMPT_LENGTH} (one "
+            f"{MAX_PROMPT_LENGTH}-token chunk per {CHUNK_LENGTH} prompt tokens, see "
+            f"Explorer.encode_text(long_prompts=True)). Received: {name}={length!r}"
+        )
+    return int(length)
 
 
 def _batched(array: np.ndarray | None, num_dims: int) -> bool:
@@ -112,6 +168,12 @@ class Explorer:
             `False` never does, `None` (default) only when online.
         seed: weight seed of the `tiny` preset.
         verbose: show a progress bar during generation.
+        long_prompts: the default of `encode_text(..., long_prompts=...)`
+            (and of `tokenize` and the walks): `False` (default) raises for a
+            prompt over 77 tokens, `True` encodes it in 75-token chunks. It
+            also decides whether a negative prompt is chunk-encoded when the
+            prompt encodings are not longer than 77. A plain attribute: the
+            CLI sets it from `--long-prompts`.
         strategy: a `tf.distribute` strategy (`MirroredStrategy`,
             `TPUStrategy`, …). Components are built in its scope and every
             denoising batch is split across its replicas with `strategy.run`
@@ -139,6 +201,7 @@ class Explorer:
         download: bool | None = None,
         seed: int = 0,
         verbose: bool = True,
+        long_prompts: bool = False,
         strategy: Any = None,
     ):
         if isinstance(model, str) and model not in presets_lib.PRESETS:
@@ -179,6 +242,7 @@ class Explorer:
         self.download = download
         self.seed = seed
         self.verbose = verbose
+        self.long_prompts = long_prompts
         self.strategy = strategy
 
         self._components: dict[str, Any] = {}
@@ -201,11 +265,14 @@ class Explorer:
         if self.preset.licence:
             logger.info(self.preset.licence)
 
-        self._sampler: sampler_lib.Sampler | None = None
+        # One Sampler (one traced step) and one rewired UNet per context length.
+        self._samplers: dict[int, sampler_lib.Sampler] = {}
+        self._context_models: dict[int, Any] = {}
         self._decode_fn = None
         self._encode_fn = None
         self._text_fn = None
-        self._unconditional_cache: dict[str, np.ndarray] = {}
+        # (text, long_prompts) -> its (1, 77·k, D) encoding.
+        self._unconditional_cache: dict[tuple[str, bool], np.ndarray] = {}
 
     # ------------------------------------------------------------------ components
 
@@ -310,12 +377,59 @@ class Explorer:
 
     @property
     def sampler(self) -> sampler_lib.Sampler:
-        """The `kerasmorph.sampler.Sampler` running this Explorer's UNet."""
-        if self._sampler is None:
-            self._sampler = sampler_lib.Sampler(
-                self.diffusion_model, jit_compile=self.jit_compile, strategy=self.strategy
+        """The `kerasmorph.sampler.Sampler` running this Explorer's UNet (77-token context)."""
+        return self.sampler_for(MAX_PROMPT_LENGTH)
+
+    def sampler_for(self, sequence_length: int) -> sampler_lib.Sampler:
+        """The Sampler for text encodings of `sequence_length` (77·k) tokens, cached.
+
+        Each context length has its own UNet (`diffusion_model_for`) and so
+        its own traced denoising step: one trace per (length, batch shape),
+        reused by every later call with that length.
+        """
+        sequence_length = check_sequence_length("sequence_length", sequence_length)
+        if sequence_length not in self._samplers:
+            self._samplers[sequence_length] = sampler_lib.Sampler(
+                self.diffusion_model_for(sequence_length),
+                jit_compile=self.jit_compile,
+                strategy=self.strategy,
             )
-        return self._sampler
+        return self._samplers[sequence_length]
+
+    def diffusion_model_for(self, sequence_length: int):
+        """The UNet for text encodings of `sequence_length` tokens, sharing the weights.
+
+        The UNet's `context` input is (77, D) as built; for the encodings of
+        long prompts, (77·k, D), it is rewired once per length with
+        `kerasmorph.presets.rewire_context_length` — the same layers called on
+        a longer `context` Input — and cached. No variable is copied.
+
+        Args:
+            sequence_length: a positive multiple of 77.
+
+        Returns:
+            `diffusion_model` itself for its own length, else a `keras.Model`
+            whose `context` input is (sequence_length, D).
+
+        Raises:
+            ValueError: when `sequence_length` is not a positive multiple of 77.
+
+        Example:
+
+        ```python
+        unet = explorer.diffusion_model_for(154)  # two 75-token chunks
+        assert unet.weights[0] is explorer.diffusion_model.weights[0]
+        ```
+        """
+        sequence_length = check_sequence_length("sequence_length", sequence_length)
+        model = self.diffusion_model
+        if presets_lib.context_length(model) == sequence_length:
+            return model
+        if sequence_length not in self._context_models:
+            self._context_models[sequence_length] = presets_lib.rewire_context_length(
+                model, sequence_length
+            )
+        return self._context_models[sequence_length]
 
     def resized(self, img_height: int, img_width: int) -> "Explorer":
         """Returns an Explorer for another image size that shares these weights.
@@ -364,7 +478,8 @@ class Explorer:
             for name, model in self._components.items()
         }
         other._kerascv_model = None
-        other._sampler = other._decode_fn = other._encode_fn = None
+        other._samplers, other._context_models = {}, {}
+        other._decode_fn = other._encode_fn = None
         return other
 
     def to_kerascv(self):
@@ -406,34 +521,47 @@ class Explorer:
 
     # -------------------------------------------------------------------- text
 
-    def tokenize(self, prompt: str, *, truncate: bool = False) -> list[int]:
+    def tokenize(
+        self, prompt: str, *, truncate: bool = False, long_prompts: bool | None = None
+    ) -> list[int]:
         """Tokenizes one prompt into 77 ids: start, BPE tokens, end, padding.
 
         Args:
             prompt: the text.
             truncate: cut a prompt over 77 tokens to 77 (with a warning)
                 instead of raising.
+            long_prompts: return the ids of the prompt's 75-token chunks one
+                after the other (77·k ids, see `chunk_tokens`) instead of
+                raising for a prompt over 77 tokens. A prompt of at most 77
+                tokens gives the same 77 ids either way. Default (`None`):
+                the Explorer's `long_prompts` attribute.
 
         Returns:
-            A list of 77 ints, padded with the end token 49407 as in KerasCV.
+            A list of 77 ints (77·k with `long_prompts`), padded with the end
+            token 49407 as in KerasCV.
 
         Raises:
-            ValueError: when the prompt has more than 77 tokens and `truncate`
-                is False, giving its token count.
+            ValueError: when the prompt has more than 77 tokens and neither
+                `truncate` nor `long_prompts` is set, giving its token count;
+                or when both are set.
         """
         if not isinstance(prompt, str):
             raise ValueError(
                 f"A prompt must be a string. Received: prompt={prompt!r} "
                 f"of type {type(prompt).__name__}"
             )
+        long_prompts = self._long_prompts(long_prompts, truncate)
         tokens = self.tokenizer.encode(prompt)
+        if long_prompts:
+            return [token for chunk in chunk_tokens(tokens) for token in chunk]
         if len(tokens) > MAX_PROMPT_LENGTH:
             if not truncate:
                 raise ValueError(
                     f"The prompt is {len(tokens)} tokens long (with its start and "
                     f"end tokens); the text encoder takes at most {MAX_PROMPT_LENGTH}. "
-                    "Shorten it, or pass truncate=True to keep the first "
-                    f"{MAX_PROMPT_LENGTH} with a warning. Received: "
+                    "Shorten it, pass long_prompts=True (CLI: --long-prompts) to "
+                    f"encode it in {CHUNK_LENGTH}-token chunks, or truncate=True to "
+                    f"keep the first {MAX_PROMPT_LENGTH} with a warning. Received: "
                     f"prompt={_shorten(prompt)!r}"
                 )
             warnings.warn(
@@ -444,27 +572,60 @@ class Explorer:
             tokens = tokens[: MAX_PROMPT_LENGTH - 1] + [END_TOKEN]
         return tokens + [END_TOKEN] * (MAX_PROMPT_LENGTH - len(tokens))
 
+    def _long_prompts(self, long_prompts: bool | None, truncate: bool = False) -> bool:
+        """Resolves `long_prompts=None` to the Explorer's default; rejects it with `truncate`."""
+        resolved = self.long_prompts if long_prompts is None else long_prompts
+        if resolved and truncate:
+            raise ValueError(
+                "Pass either `truncate=True` (cut prompts to 77 tokens) or "
+                "`long_prompts=True` (encode them in chunks), not both. Received: "
+                f"truncate=True, long_prompts={long_prompts!r} (Explorer default "
+                f"{self.long_prompts!r})"
+            )
+        return bool(resolved)
+
     def encode_text(
-        self, prompt: str | Sequence[str], *, truncate: bool = False
+        self,
+        prompt: str | Sequence[str],
+        *,
+        truncate: bool = False,
+        long_prompts: bool | None = None,
     ) -> np.ndarray:
         """Encodes one prompt or a list of prompts.
+
+        With `long_prompts=True`, a prompt over 77 tokens is encoded the way
+        A1111 and compel do: its BPE tokens are cut into chunks of 75, each
+        chunk is wrapped in start/end tokens, padded to 77 and encoded
+        separately, and the chunk encodings are concatenated along the
+        sequence axis, so the UNet's cross-attention sees all of them. The
+        prompts of one call are padded to the same number of chunks with the
+        encoding of an empty chunk (the empty prompt's encoding, what
+        `unconditional_context()` returns), so the result is one array. A
+        prompt of at most 75 tokens gives exactly the ordinary encoding.
 
         Args:
             prompt: a string, or a non-empty list of strings.
             truncate: cut prompts over 77 tokens (warns) instead of raising.
+            long_prompts: encode prompts over 77 tokens in 75-token chunks
+                instead of raising. Default (`None`): the Explorer's
+                `long_prompts` attribute (False unless set).
 
         Returns:
-            float32 array (N, 77, D): N = 1 for a single string; D is the
-            model's text width (768 for sd1, 1024 for sd2).
+            float32 array (N, 77·k, D): N = 1 for a single string; k = 1
+            unless `long_prompts` and some prompt needs k > 1 chunks; D is
+            the model's text width (768 for sd1, 1024 for sd2).
 
         Raises:
-            ValueError: for a prompt over 77 tokens (unless `truncate`), an
-                empty list, or a non-string prompt.
+            ValueError: for a prompt over 77 tokens (unless `truncate` or
+                `long_prompts`), both `truncate` and `long_prompts`, an empty
+                list, or a non-string prompt.
 
         Example:
 
         ```python
         encodings = explorer.encode_text(["a cat", "a dog"])  # (2, 77, 768)
+        long = explorer.encode_text(" ".join(["a cat"] * 50), long_prompts=True)
+        long.shape  # (1, 154, 768): 100 tokens in two chunks
         ```
         """
         if isinstance(prompt, str):
@@ -478,10 +639,23 @@ class Explorer:
             )
         if not prompts:
             raise ValueError("`prompt` must not be empty. Received: prompt=[]")
-        tokens = np.asarray(
-            [self.tokenize(p, truncate=truncate) for p in prompts], dtype=np.int32
+        long_prompts = self._long_prompts(long_prompts, truncate)
+        token_lists = [
+            self.tokenize(p, truncate=truncate, long_prompts=long_prompts) for p in prompts
+        ]
+        # Every chunk of every prompt in one text-encoder call: (sum of k_i, 77).
+        tokens = np.concatenate(
+            [np.asarray(t, dtype=np.int32).reshape(-1, MAX_PROMPT_LENGTH) for t in token_lists]
         )
-        return self._encode_tokens(tokens)
+        encoded = self._encode_tokens(tokens)
+        if len(encoded) == len(prompts):  # One chunk each: the ordinary encoding.
+            return encoded
+        num_chunks = np.cumsum([len(t) // MAX_PROMPT_LENGTH for t in token_lists])[:-1]
+        # (k_i, 77, D) -> (1, 77·k_i, D) per prompt, then padded to the longest.
+        encodings = [
+            part.reshape(1, -1, part.shape[-1]) for part in np.split(encoded, num_chunks)
+        ]
+        return np.concatenate(self.pad_encodings(encodings))
 
     def _encode_tokens(self, tokens: np.ndarray) -> np.ndarray:
         import tensorflow as tf
@@ -498,12 +672,141 @@ class Explorer:
         encoded = self._text_fn(tf.constant(tokens), tf.constant(positions))
         return tf.cast(encoded, tf.float32).numpy()
 
-    def unconditional_context(self, negative_prompt: str | None = None) -> np.ndarray:
-        """The (1, 77, D) encoding of the empty (or negative) prompt, cached."""
-        key = negative_prompt or ""
+    def pad_encodings(
+        self, encodings: Sequence[np.ndarray], *, sequence_length: int | None = None
+    ) -> list[np.ndarray]:
+        """Pads text encodings of different chunk counts to one length with empty chunks.
+
+        Encodings of long prompts (`encode_text(..., long_prompts=True)`) are
+        77·k tokens long. To interpolate two of them, batch them, or pair a
+        prompt with a negative prompt, they must have the same length: the
+        shorter ones get the encoding of an empty chunk (the empty prompt's
+        (77, D) encoding, `unconditional_context()[0]`) appended along the
+        sequence axis until they reach it — what A1111 does with the shorter
+        of its prompt and negative prompt.
+
+        Args:
+            encodings: arrays (77·k, D) or (N, 77·k, D), k >= 1, each with
+                this model's width D; k may differ between them.
+            sequence_length: the length to pad to, a multiple of 77 at least
+                the longest's; default: the longest's.
+
+        Returns:
+            A list of float32 arrays in the same order and with the same
+            leading axes, each (..., sequence_length, D). Arrays already at
+            that length are returned unchanged.
+
+        Raises:
+            ValueError: for a length that is not a positive multiple of 77, a
+                width that is not the model's, or a `sequence_length` shorter
+                than one of the encodings.
+
+        Example:
+
+        ```python
+        long = explorer.encode_text(long_prompt, long_prompts=True)  # (1, 154, D)
+        short = explorer.encode_text("a watercolour fox")  # (1, 77, D)
+        long, short = explorer.pad_encodings([long, short])  # both (1, 154, D)
+        frames = kerasmorph.walks.path_walk(
+            np.concatenate([long, short]), explorer.noise(2, seed=0), 30
+        )
+        ```
+        """
+        arrays = [self._check_encodings(array, "encodings") for array in encodings]
+        if not arrays:
+            return []
+        longest = max(array.shape[-2] for array in arrays)
+        if sequence_length is None:
+            sequence_length = longest
+        sequence_length = check_sequence_length("sequence_length", sequence_length)
+        if sequence_length < longest:
+            raise ValueError(
+                f"`sequence_length` must be at least the longest encoding's length, "
+                f"{longest}. Received: sequence_length={sequence_length}"
+            )
+        padded = []
+        for array in arrays:
+            missing = (sequence_length - array.shape[-2]) // MAX_PROMPT_LENGTH
+            if missing:
+                # (missing·77, D), broadcast over the leading axes.
+                empty = np.tile(self._empty_chunk(), (missing, 1))
+                empty = np.broadcast_to(empty, (*array.shape[:-2], *empty.shape))
+                array = np.concatenate([array, empty], axis=-2)
+            padded.append(array)
+        return padded
+
+    def _empty_chunk(self) -> np.ndarray:
+        """The (77, D) encoding of the empty prompt: the padding chunk, cached."""
+        return self.unconditional_context(long_prompts=False)[0]
+
+    def unconditional_context(
+        self,
+        negative_prompt: str | None = None,
+        *,
+        long_prompts: bool | None = None,
+        sequence_length: int | None = None,
+    ) -> np.ndarray:
+        """The (1, 77·k, D) encoding of the empty (or negative) prompt, cached.
+
+        k = 1 unless a negative prompt over 75 tokens is chunk-encoded or
+        `sequence_length` asks for more. This is the unconditional pass of classifier-free guidance. For prompt
+        encodings of 77·k tokens it must be 77·k long too: the empty prompt's
+        encoding repeated k times, or a negative prompt's chunk encodings
+        padded with empty chunks (`pad_encodings`).
+
+        Args:
+            negative_prompt: text of the unconditional pass; `None` or "" is
+                the empty prompt.
+            long_prompts: encode a negative prompt over 77 tokens in chunks
+                (see `encode_text`). Default: the Explorer's `long_prompts`.
+            sequence_length: pad the result with empty chunks to this many
+                tokens, a multiple of 77; default: its own length.
+
+        Returns:
+            float32 (1, 77·k, D).
+
+        Raises:
+            ValueError: for a negative prompt over 77 tokens without
+                `long_prompts`, or one longer than `sequence_length`.
+        """
+        text = negative_prompt or ""
+        key = (text, self._long_prompts(long_prompts))
         if key not in self._unconditional_cache:
-            self._unconditional_cache[key] = self.encode_text(key)
-        return self._unconditional_cache[key]
+            self._unconditional_cache[key] = self.encode_text(text, long_prompts=key[1])
+        encoding = self._unconditional_cache[key]
+        if sequence_length is None:
+            return encoding
+        return self.pad_encodings([encoding], sequence_length=sequence_length)[0]
+
+    def _guidance_contexts(
+        self, encodings: np.ndarray, negative_prompt: str | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Brings prompt encodings (B, L, D) and the unconditional context to one length.
+
+        The negative prompt is chunk-encoded when the Explorer's
+        `long_prompts` is on or the prompt encodings are long (L > 77), and
+        padded with empty chunks to L. When it needs more chunks than the
+        prompt, the prompt encodings are padded with empty chunks instead
+        (as A1111 does), so both passes of a guided step have one shape.
+
+        Returns:
+            `(encodings (B, L', D), unconditional (1, L', D))` with L' >= L.
+        """
+        long_negative = self.long_prompts or encodings.shape[-2] > MAX_PROMPT_LENGTH
+        try:
+            unconditional = self.unconditional_context(
+                negative_prompt, long_prompts=long_negative
+            )
+        except ValueError as error:
+            # Say why the negative prompt was not chunk-encoded here, then the cause.
+            raise ValueError(
+                "`negative_prompt` is too long: a negative prompt is encoded in "
+                f"{CHUNK_LENGTH}-token chunks only when the prompt encodings are longer "
+                "than 77 tokens or the Explorer's `long_prompts` is True "
+                f"(Explorer(..., long_prompts=True)). {error}"
+            ) from None
+        encodings, unconditional = self.pad_encodings([encodings, unconditional])
+        return encodings, unconditional
 
     # ------------------------------------------------------------------- noise
 
@@ -557,8 +860,14 @@ class Explorer:
         the last batch is padded and the padding dropped — so any N runs
         without retracing and memory is bounded by `batch_size`.
 
+        Prompt encodings may be longer than 77 tokens — (N, 77·k, D) from
+        `encode_text(..., long_prompts=True)` — and then run through the UNet
+        rewired for that length (`diffusion_model_for`); the unconditional
+        context is padded to match (see `pad_encodings`).
+
         Args:
-            encoded_text: float (N, 77, D) or (77, D) from `encode_text`.
+            encoded_text: float (N, 77·k, D) or (77·k, D) from `encode_text`,
+                k >= 1 (k = 1 for prompts of up to 75 tokens).
             batch_size: images per UNet batch (and the image count when nothing
                 else sets it). Default: min(N, `default_batch_size`).
             num_steps: denoising steps, >= 1.
@@ -567,14 +876,19 @@ class Explorer:
                 latents; exclusive with `seed`.
             seed: draws the noise with `Explorer.noise(N, seed)`; random when
                 neither `seed` nor `diffusion_noise` is given.
-            negative_prompt: replaces the empty prompt of the unconditional pass.
+            negative_prompt: replaces the empty prompt of the unconditional
+                pass. It is encoded in chunks (and padded with empty chunks)
+                when `encoded_text` is longer than 77 or the Explorer's
+                `long_prompts` is on; if it needs more chunks than the
+                prompt, the prompt's encodings get empty chunks instead.
 
         Returns:
             uint8 array (N, img_height, img_width, 3).
 
         Raises:
             ValueError: for `seed` with `diffusion_noise`, or shapes that do
-                not match the model.
+                not match the model (an encoding length that is not a
+                multiple of 77).
             NonFiniteOutputError: when the result has NaN/Inf values.
         """
         if diffusion_noise is not None and seed is not None:
@@ -623,7 +937,7 @@ class Explorer:
 
         Args:
             walk: a `kerasmorph.walks.Walk`, or a pair `(encodings, noise)`
-                of arrays (F, 77, D) and (F, H/8, W/8, 4).
+                of arrays (F, 77·k, D) and (F, H/8, W/8, 4), k >= 1.
             num_steps: denoising steps.
             unconditional_guidance_scale: guidance scale.
             negative_prompt: text of the unconditional pass; default "".
@@ -663,7 +977,7 @@ class Explorer:
 
         Args:
             latents: float32 (N, H/8, W/8, 4) starting latents.
-            encodings: float32 (N, 77, D) prompt encodings.
+            encodings: float32 (N, 77·k, D) prompt encodings, k >= 1.
             num_steps: denoising steps of the schedule.
             unconditional_guidance_scale: guidance scale.
             negative_prompt: text of the unconditional pass; default "".
@@ -707,8 +1021,8 @@ class Explorer:
                 f"`num_skipped_steps` must be in [0, {num_steps}). "
                 f"Received: num_skipped_steps={num_skipped_steps}"
             )
-        unconditional = self.unconditional_context(negative_prompt)
-        unconditional_batch = np.repeat(unconditional, batch_size, axis=0)
+        # Sequence length -> the unconditional context repeated over the batch.
+        unconditional_batches: dict[int, np.ndarray] = {}
         num_batches = -(-walk.num_frames // batch_size)
         progbar = self._progbar(num_batches * (num_steps - num_skipped_steps))
         for indices in _batch_indices(walk.num_frames, batch_size):
@@ -720,12 +1034,16 @@ class Explorer:
                     f"The walk returned {len(encodings)} encodings and {len(latents)} "
                     f"noises for {len(indices)} frames. Received: indices={indices.tolist()}"
                 )
+            encodings, unconditional = self._guidance_contexts(encodings, negative_prompt)
+            length = encodings.shape[1]
+            if length not in unconditional_batches:
+                unconditional_batches[length] = np.repeat(unconditional, batch_size, axis=0)
             batch_latents, num_real = _pad_rows(latents, batch_size)
             batch_encodings, _ = _pad_rows(encodings, batch_size)
-            result = self.sampler.sample(
+            result = self.sampler_for(length).sample(
                 batch_latents,
                 batch_encodings,
-                unconditional_batch,
+                unconditional_batches[length],
                 schedule,
                 unconditional_guidance_scale,
                 num_skipped_steps=num_skipped_steps,
@@ -852,7 +1170,7 @@ class Explorer:
         Args:
             image: anything `load_images` takes (resized with fit="resize"; call
                 `load_images(..., fit=...)` first for another policy).
-            prompt: a prompt, or encodings (N, 77, D) / (77, D).
+            prompt: a prompt, or encodings (N, 77·k, D) / (77·k, D).
             strength: in [0, 1]: how far from the image to go.
             num_steps: steps of the full schedule.
             unconditional_guidance_scale: guidance scale.
@@ -980,14 +1298,16 @@ class Explorer:
             raise ValueError(
                 f"`num_refinements` must be an integer >= 0. Received: num_refinements={num_refinements!r}"
             )
-        unconditional = np.repeat(self.unconditional_context(), batch_size, 0)
+        encodings, unconditional = self._guidance_contexts(encodings, None)
+        unconditional = np.repeat(unconditional, batch_size, 0)
+        sampler = self.sampler_for(encodings.shape[1])
         progbar = self._progbar(-(-len(latents) // batch_size) * num_steps)
         outputs = []
         for indices in _batch_indices(len(latents), batch_size):
             batch_latents, num_real = _pad_rows(latents[indices], batch_size)
             batch_encodings, _ = _pad_rows(encodings[indices], batch_size)
             outputs.append(
-                self.sampler.invert(
+                sampler.invert(
                     batch_latents, batch_encodings, unconditional, schedule,
                     unconditional_guidance_scale, num_refinements=num_refinements,
                     on_step=progbar,
@@ -999,8 +1319,9 @@ class Explorer:
 
     def _denoise_with_keep(self, latents, encodings, keep, num_steps, guidance):
         schedule = sampler_lib.DDIMSchedule.create(num_steps)
-        unconditional = np.repeat(self.unconditional_context(), len(latents), axis=0)
-        final = self.sampler.sample(
+        encodings, unconditional = self._guidance_contexts(encodings, None)
+        unconditional = np.repeat(unconditional, len(latents), axis=0)
+        final = self.sampler_for(encodings.shape[1]).sample(
             latents, encodings, unconditional, schedule, guidance,
             on_step=self._progbar(num_steps), keep=keep,
         )
@@ -1072,14 +1393,24 @@ class Explorer:
 
     # ----------------------------------------------------------------- helpers
 
-    def _check_encodings(self, encoded_text) -> np.ndarray:
+    def _check_encodings(self, encoded_text, name: str = "encoded_text") -> np.ndarray:
+        """Accepts (N, L, D) or (L, D) with L a positive multiple of 77 (k chunks)."""
         encodings = np.asarray(encoded_text, dtype=np.float32)
-        expected = (MAX_PROMPT_LENGTH, self.encoding_dim)
-        if encodings.ndim not in (2, 3) or encodings.shape[-2:] != expected:
+        width = self.encoding_dim
+        if (
+            encodings.ndim not in (2, 3)
+            or encodings.shape[-1] != width
+            or encodings.shape[-2] < MAX_PROMPT_LENGTH
+            or encodings.shape[-2] % MAX_PROMPT_LENGTH
+        ):
+            length, double = MAX_PROMPT_LENGTH, 2 * MAX_PROMPT_LENGTH
             raise ValueError(
-                f"`encoded_text` must have shape (N, {expected[0]}, {expected[1]}) or "
-                f"({expected[0]}, {expected[1]}) for the {self.preset.name!r} text "
-                f"encoder. Received: encoded_text.shape={encodings.shape}"
+                f"`{name}` must have shape (N, L, {width}) or (L, {width}) for "
+                f"the {self.preset.name!r} text encoder, where the sequence length L "
+                f"is a positive multiple of {length}: ({length}, {width}) for a prompt "
+                f"of up to {CHUNK_LENGTH} tokens, ({double}, {width}) for two chunks "
+                "of a long prompt (encode_text(..., long_prompts=True)). "
+                f"Received: {name}.shape={encodings.shape}"
             )
         return encodings
 

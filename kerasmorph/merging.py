@@ -2,10 +2,12 @@
 
 Everything here is numpy over `Mapping[str, np.ndarray]` (name -> array): a
 Keras model's `kerasmorph.checkpoints.component_state_dict`, or a checkpoint
-file opened lazily with `kerasmorph.checkpoints.lazy_tensors`, whose tensors
+file opened lazily with `kerasmorph.checkpoints.LazyTensors`, whose tensors
 are read one at a time when asked for. The merges are generators underneath
 (`iter_merge`), so merging two files holds about one tensor of each at a time
-plus whatever the caller keeps of the result.
+plus whatever the caller keeps of the result. To merge checkpoint files, or
+diffusers folders into a diffusers folder, on disk, see
+`kerasmorph.checkpoints.merge_checkpoints`.
 
 | merge | formula, per tensor |
 |---|---|

@@ -17,6 +17,11 @@ not results:
 
 The scheduler arithmetic and the guidance combination run in float32 whatever
 the UNet's compute dtype.
+
+A UNet's `context` input has a static length (77 as built). To denoise with
+the longer encodings of chunked prompts (77·k tokens), give the Sampler a UNet
+rewired to that length (`kerasmorph.presets.rewire_context_length`); the
+`Explorer` keeps one Sampler per length, so each length is traced once.
 """
 
 from __future__ import annotations
@@ -168,12 +173,15 @@ class Sampler:
     Args:
         diffusion_model: a Keras UNet taking `latent` (B, h, w, 4),
             `timestep_embedding` (B, 320) and `context` (B, L, D), returning
-            the noise prediction (B, h, w, 4) in any float dtype.
+            the noise prediction (B, h, w, 4) in any float dtype. L is the
+            UNet's context length (77, or 77·k for a UNet rewired with
+            `kerasmorph.presets.rewire_context_length`).
         jit_compile: compile each guided step with XLA.
 
     Attributes:
         num_traces: how many times the step function has been traced; one per
-            (batch size, image size) when nothing retraces.
+            (batch size, image size) when nothing retraces (a Sampler runs
+            one UNet, so one context length).
         num_steps_run: guided steps run so far (each is one UNet call on a
             doubled batch).
 
@@ -313,6 +321,7 @@ class Sampler:
         """
         import tensorflow as tf
 
+        _check_contexts(context, unconditional_context)
         forward = schedule.coefficients()
         swapped = forward[:, [2, 3, 0, 1]]
         embeddings = self._embeddings(schedule.timesteps)
@@ -346,6 +355,7 @@ class Sampler:
         """Runs the compiled step at each of `indices`, in the order given."""
         import tensorflow as tf
 
+        _check_contexts(context, unconditional_context)
         if self.strategy is not None and self.strategy.num_replicas_in_sync > 1:
             if after_step is not None:
                 raise ValueError(
@@ -435,3 +445,14 @@ class Sampler:
         if key not in self._embedding_cache:
             self._embedding_cache[key] = timestep_embeddings(timesteps)
         return tf.constant(self._embedding_cache[key])
+
+
+def _check_contexts(context, unconditional_context) -> None:
+    """Both passes of a guided step run as one UNet call, so their shapes must match."""
+    if tuple(context.shape) != tuple(unconditional_context.shape):
+        raise ValueError(
+            "`context` and `unconditional_context` must have the same shape (B, L, D); "
+            "pad the shorter encoding with empty chunks (`Explorer.pad_encodings`). "
+            f"Received: context.shape={tuple(context.shape)}, "
+            f"unconditional_context.shape={tuple(unconditional_context.shape)}"
+        )

@@ -118,7 +118,8 @@ def sweep(
                 raise ValueError(f"`num_steps` values must be integers >= 1. Received: {value!r}")
             settings["num_steps"] = int(value)
         else:
-            empty = explorer.unconditional_context()
+            # As long as the prompt's encoding (77·k tokens for a long prompt).
+            empty = explorer.unconditional_context(sequence_length=encoding.shape[-2])
             frame_encoding = (empty + np.float32(value) * (encoding - empty)).astype(np.float32)
         if image is None:
             frame = explorer.generate_image(frame_encoding, diffusion_noise=noise, **settings)

@@ -1,7 +1,7 @@
 """Walks: per-frame prompt encodings and noise for latent-space experiments.
 
 A `Walk` says what each frame of a render is made of — its text encoding
-(77, D) and its starting noise (H/8, W/8, 4) — and computes them for any batch
+(L, D), L = 77 or 77·k for long prompts, and its starting noise (H/8, W/8, 4) — and computes them for any batch
 of frame indices on demand, so a render of thousands of frames holds only one
 batch of inputs at a time. The builders below encode their prompts and draw
 their noise once through an `Explorer`, then mix them with the pure functions
@@ -21,6 +21,11 @@ of `kerasmorph.interpolation`:
 The one-liners (`interpolate`, `grid`, `walk`, `loop`, `morph_seeds`,
 `morph_prompts`) build a walk, render it and return the frames as a uint8
 array (F, H, W, 3); writing files is a separate call (`kerasmorph.export`).
+
+Every builder that encodes prompts takes `long_prompts`: prompts over 77
+tokens are then encoded in 75-token chunks (77·k tokens), and the prompts of
+a walk, encoded in one `encode_text` call, come out padded with empty chunks
+to one length (`Explorer.pad_encodings`), so they interpolate like short ones.
 
 References:
     Ian Stenbit, François Chollet, Luke Wood, "A walk through latent space
@@ -47,7 +52,7 @@ class Walk:
 
     Attributes:
         num_frames: number of frames F.
-        compute: `indices -> (encodings (B, 77, D), noise (B, H/8, W/8, 4))`
+        compute: `indices -> (encodings (B, L, D), noise (B, H/8, W/8, 4))`
             for a 1-D int array of B frame indices.
         positions: float64 (F,), each frame's position along the walk in
             [0, 1] (for labels, plots and refinement).
@@ -88,12 +93,12 @@ class Walk:
 
     @classmethod
     def from_arrays(cls, encodings: np.ndarray, noise: np.ndarray) -> "Walk":
-        """A walk over precomputed arrays (F, 77, D) and (F, H/8, W/8, 4)."""
+        """A walk over precomputed arrays (F, L, D) and (F, H/8, W/8, 4), L = 77·k."""
         encodings = np.asarray(encodings, dtype=np.float32)
         noise = np.asarray(noise, dtype=np.float32)
         if encodings.ndim != 3 or noise.ndim != 4 or len(encodings) != len(noise):
             raise ValueError(
-                "A walk needs encodings (F, 77, D) and noise (F, H/8, W/8, 4) with "
+                "A walk needs encodings (F, L, D) and noise (F, H/8, W/8, 4) with "
                 f"the same F. Received: encodings.shape={encodings.shape}, "
                 f"noise.shape={noise.shape}"
             )
@@ -171,6 +176,7 @@ def prompt_walk(
     *,
     schedule: str | Schedule = "linear",
     seed: int = 0,
+    long_prompts: bool | None = None,
 ) -> Walk:
     """Interpolates the text encodings of 2+ prompts with the noise held fixed.
 
@@ -186,6 +192,10 @@ def prompt_walk(
         schedule: schedule name (`"linear"`, `"sinh"`, `"ease"`, `"cosine"`)
             or callable, applied within each segment.
         seed: noise seed; every frame starts from `explorer.noise(1, seed)`.
+        long_prompts: encode prompts over 77 tokens in 75-token chunks
+            (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
+            encodings are padded with empty chunks to one length so they
+            can be mixed. Default: the Explorer's `long_prompts`.
 
     Returns:
         A `Walk` of `num_frames` frames.
@@ -193,7 +203,7 @@ def prompt_walk(
     prompts = _check_prompts(prompts, minimum=2)
     per_segment = _split_frames(num_frames, len(prompts) - 1)
     plan = interpolation.plan_path(len(prompts), per_segment, schedule=schedule)
-    encodings = explorer.encode_text(prompts)
+    encodings = explorer.encode_text(prompts, long_prompts=long_prompts)
     noises = np.repeat(explorer.noise(1, seed), len(prompts), axis=0)
     return _plan_walk(plan, encodings, noises, "slerp")
 
@@ -206,6 +216,7 @@ def grid_walk(
     seed: int = 0,
     vary_noise: bool = False,
     schedule: str | Schedule = "linear",
+    long_prompts: bool | None = None,
 ) -> Walk:
     """A bilinear grid of 4 prompts: rows top → bottom, columns left → right.
 
@@ -218,13 +229,18 @@ def grid_walk(
         vary_noise: `False` (default) starts every cell from the same noise;
             `True` gives cell i the noise stream (seed, i).
         schedule: spacing of the rows' and columns' weights.
+        long_prompts: encode prompts over 77 tokens in 75-token chunks
+            (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
+            encodings are padded with empty chunks to one length so they
+            can be mixed. Default: the Explorer's `long_prompts`.
 
     Returns:
         A `Walk` of n·n frames.
     """
     prompts = _check_prompts(prompts, minimum=4, maximum=4)
     grid = interpolation.bilinear_grid(
-        *explorer.encode_text(prompts), num_per_side, schedule=schedule
+        *explorer.encode_text(prompts, long_prompts=long_prompts), num_per_side,
+        schedule=schedule,
     )
     num_cells = num_per_side * num_per_side
     if vary_noise:
@@ -253,6 +269,7 @@ def delta_walk(
     direction_seed: int | None = None,
     seed: int = 0,
     schedule: str | Schedule = "linear",
+    long_prompts: bool | None = None,
 ) -> Walk:
     """Walks away from one prompt's encoding: frame k is `encoding + k·delta`.
 
@@ -266,11 +283,13 @@ def delta_walk(
         direction_seed: draw a random direction from this seed instead of ones.
         seed: noise seed; the noise is fixed.
         schedule: spacing of the steps (linear: equal steps).
+        long_prompts: encode a prompt over 77 tokens in 75-token chunks.
+            Default: the Explorer's `long_prompts`.
 
     Returns:
         A `Walk` of `num_frames` frames.
     """
-    encoding = explorer.encode_text(prompt)[0]
+    encoding = explorer.encode_text(prompt, long_prompts=long_prompts)[0]
     noise = explorer.noise(1, seed)
     steps = _schedule_positions(num_frames, schedule) * (num_frames - 1)
     interpolation.delta_walk(  # Validates the arguments up front.
@@ -295,18 +314,19 @@ def noise_loop_walk(
     *,
     seed: int = 0,
     schedule: str | Schedule = "linear",
+    long_prompts: bool | None = None,
 ) -> Walk:
     """Circles through noise space around one prompt, returning to the start.
 
     Frame k's noise is `cos θ·x + sin θ·y` with θ = 2π·schedule(k / F), where
     x and y are the noise streams (seed, 0) and (seed, 1); the frame after the
     last would be frame 0, so a GIF loops seamlessly. Every frame's noise stays
-    standard normal.
+    standard normal. `long_prompts` is as in `delta_walk`.
 
     Returns:
         A `Walk` of `num_frames` frames.
     """
-    encoding = explorer.encode_text(prompt)
+    encoding = explorer.encode_text(prompt, long_prompts=long_prompts)
     x, y = explorer.noise(2, seed)
     positions = apply_schedule(schedule, np.arange(num_frames) / num_frames) * num_frames
     positions = np.minimum(positions, np.nextafter(num_frames, 0))
@@ -326,12 +346,14 @@ def seed_walk(
     *,
     schedule: str | Schedule = "ease",
     noise_method: str = "variance_preserving",
+    long_prompts: bool | None = None,
 ) -> Walk:
     """Morphs the noise between 2+ seeds for one prompt.
 
     The mix keeps the noise standard normal (variance-preserving
     `sqrt(1−x)·a + sqrt(x)·b` by default, or `"slerp"`); a plain lerp, which
-    would blur the middle frames, is never used.
+    would blur the middle frames, is never used. `long_prompts` is as in
+    `delta_walk`.
 
     Returns:
         A `Walk` of `num_frames` frames.
@@ -342,7 +364,9 @@ def seed_walk(
     per_segment = _split_frames(num_frames, len(seeds) - 1)
     plan = interpolation.plan_path(len(seeds), per_segment, schedule=schedule)
     # The prompt stays: every keyframe gets the same encoding.
-    encodings = np.repeat(explorer.encode_text(prompt), len(seeds), axis=0)
+    encodings = np.repeat(
+        explorer.encode_text(prompt, long_prompts=long_prompts), len(seeds), axis=0
+    )
     noises = np.concatenate([explorer.noise(1, s) for s in seeds])
     return _plan_walk(plan, encodings, noises, noise_method)
 
@@ -356,6 +380,7 @@ def keyframe_walk(
     mode: str = "together",
     closed: bool = False,
     noise_method: str = "slerp",
+    long_prompts: bool | None = None,
 ) -> Walk:
     """Walks through keyframes, varying prompt and noise together or in turn.
 
@@ -368,6 +393,10 @@ def keyframe_walk(
         mode: `"together"` or `"alternate"` (prompt first, then noise).
         closed: add a segment back to the first keyframe (a seamless loop).
         noise_method: `"slerp"` or `"variance_preserving"`.
+        long_prompts: encode prompts over 77 tokens in 75-token chunks
+            (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
+            encodings are padded with empty chunks to one length so they
+            can be mixed. Default: the Explorer's `long_prompts`.
 
     Returns:
         A `Walk`; see `kerasmorph.interpolation.plan_path` for the frame count.
@@ -386,7 +415,7 @@ def keyframe_walk(
         prompts.append(prompt)
         seeds.append(keyframe.seed if keyframe.seed is not None else (seeds or [0])[-1])
     return path_walk(
-        explorer.encode_text(prompts),
+        explorer.encode_text(prompts, long_prompts=long_prompts),
         np.concatenate([explorer.noise(1, s) for s in seeds]),
         frames_per_segment,
         schedule=schedule, mode=mode, closed=closed, noise_method=noise_method,
@@ -403,7 +432,10 @@ def path_walk(
     closed: bool = False,
     noise_method: str = "slerp",
 ) -> Walk:
-    """Walks through keyframes given as arrays (K, 77, D) and (K, h, w, 4).
+    """Walks through keyframes given as arrays (K, L, D) and (K, h, w, 4).
+
+    The K encodings share one length L (77·k); pad encodings of long prompts
+    with different chunk counts with `Explorer.pad_encodings` first.
 
     Encodings are lerped and noises slerped (or variance-preserving mixed)
     along `kerasmorph.interpolation.plan_path`; see `keyframe_walk`.
@@ -424,6 +456,7 @@ def image_morph_walk(
     num_steps: int = 50,
     inversion_guidance: float = 1.0,
     num_refinements: int = 0,
+    long_prompts: bool | None = None,
 ) -> Walk:
     """Morphs between 2+ real images through their DDIM-inverted noises.
 
@@ -441,6 +474,10 @@ def image_morph_walk(
         num_steps: steps of the inversion (use the same when rendering).
         inversion_guidance: guidance while inverting.
         num_refinements: fixed-point iterations per inversion step.
+        long_prompts: encode prompts over 77 tokens in 75-token chunks
+            (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
+            encodings are padded with empty chunks to one length so they
+            can be mixed. Default: the Explorer's `long_prompts`.
 
     Returns:
         A `Walk` of `num_frames` frames.
@@ -453,7 +490,7 @@ def image_morph_walk(
             f"{len(prompts)} prompts"
         )
     latents = explorer.encode_image(explorer.load_images(images))
-    encodings = explorer.encode_text(prompts)
+    encodings = explorer.encode_text(prompts, long_prompts=long_prompts)
     noises = explorer.invert(
         latents, encodings, num_steps=num_steps,
         unconditional_guidance_scale=inversion_guidance, num_refinements=num_refinements,
@@ -490,11 +527,12 @@ def morph_images(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 1.0,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """Frames morphing between real images (DDIM inversion, then a walk)."""
     path = image_morph_walk(
         explorer, images, prompts, num_frames, schedule=schedule, num_steps=num_steps,
-        inversion_guidance=unconditional_guidance_scale,
+        inversion_guidance=unconditional_guidance_scale, long_prompts=long_prompts,
     )
     return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
@@ -513,8 +551,13 @@ def interpolate(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """Frames interpolating 2+ prompts with fixed noise (the KerasCV tutorial).
+
+    `long_prompts` encodes prompts over 77 tokens in 75-token chunks (see
+    `prompt_walk`); default: the Explorer's `long_prompts`. The other
+    one-liners take it too.
 
     Returns:
         uint8 (num_frames, H, W, 3).
@@ -526,7 +569,9 @@ def interpolate(
     kerasmorph.export.save_gif("cat_dog.gif", frames, fps=10, rubber_band=True)
     ```
     """
-    walk = prompt_walk(explorer, prompts, num_frames, schedule=schedule, seed=seed)
+    walk = prompt_walk(
+        explorer, prompts, num_frames, schedule=schedule, seed=seed, long_prompts=long_prompts
+    )
     return _render_all(explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
 
@@ -540,11 +585,13 @@ def morph_prompts(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """A prompt morph with sinh spacing: frames dense where the image flips."""
     return interpolate(
         explorer, prompts, num_frames, schedule=schedule, seed=seed, num_steps=num_steps,
         unconditional_guidance_scale=unconditional_guidance_scale, batch_size=batch_size,
+        long_prompts=long_prompts,
     )
 
 
@@ -558,12 +605,16 @@ def grid(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """The n·n frames of a 4-prompt bilinear grid, row-major.
 
     Show them with `kerasmorph.plotting.plot_grid(frames)`.
     """
-    walk = grid_walk(explorer, prompts, num_per_side, seed=seed, vary_noise=vary_noise)
+    walk = grid_walk(
+        explorer, prompts, num_per_side, seed=seed, vary_noise=vary_noise,
+        long_prompts=long_prompts,
+    )
     return _render_all(explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
 
@@ -577,9 +628,12 @@ def walk(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """Frames of a delta walk around one prompt (`encoding + k·step_size`)."""
-    path = delta_walk(explorer, prompt, num_frames, step_size=step_size, seed=seed)
+    path = delta_walk(
+        explorer, prompt, num_frames, step_size=step_size, seed=seed, long_prompts=long_prompts
+    )
     return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
 
@@ -592,9 +646,10 @@ def loop(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """Frames of a circular noise loop on one prompt (loops seamlessly)."""
-    path = noise_loop_walk(explorer, prompt, num_frames, seed=seed)
+    path = noise_loop_walk(explorer, prompt, num_frames, seed=seed, long_prompts=long_prompts)
     return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
 
@@ -608,9 +663,12 @@ def morph_seeds(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    long_prompts: bool | None = None,
 ) -> np.ndarray:
     """Frames morphing the noise between seeds for one prompt (variance-preserving, eased)."""
-    path = seed_walk(explorer, prompt, seeds, num_frames, schedule=schedule)
+    path = seed_walk(
+        explorer, prompt, seeds, num_frames, schedule=schedule, long_prompts=long_prompts
+    )
     return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
 
 
