@@ -50,6 +50,7 @@ _SUBMODULES = (
     "renders",
     "sampler",
     "schedules",
+    "shapes",
     "sweeps",
     "tiny",
     "walks",

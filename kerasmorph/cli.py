@@ -52,8 +52,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--model",
         default=AUTO_MODEL,
         help=(
-            f"preset: {', '.join(PRESETS)}, or '{AUTO_MODEL}' (default): sd1 when "
-            "its weight files are on disk, else the offline 'tiny' preset"
+            f"preset: {', '.join(PRESETS)}, or a converted checkpoint's directory, or "
+            f"'{AUTO_MODEL}' (default): sd1 when its weight files are on disk, else the "
+            "offline 'shapes' toy model shipped with kerasmorph"
         ),
     )
     group.add_argument("--height", type=_positive_int, help="image height (multiple of 64)")
@@ -103,7 +104,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_model_name(name: str, weights_dir: str | None) -> str:
-    """Maps 'auto' to 'sd1' when its files are on disk, else to 'tiny'."""
+    """Maps 'auto' to 'sd1' when its files are on disk, else to 'shapes'."""
     if name != AUTO_MODEL:
         return name
     from kerasmorph.presets import PRESETS
@@ -118,10 +119,11 @@ def resolve_model_name(name: str, weights_dir: str | None) -> str:
         return "sd1"
     print(
         "kerasmorph: no Stable Diffusion weights found (see `kerasmorph info`); "
-        "using the offline 'tiny' preset, whose random weights draw noise.",
+        "using the offline 'shapes' toy model (coloured circles, squares and "
+        "triangles on white; real Stable Diffusion weights give real pictures).",
         file=sys.stderr,
     )
-    return "tiny"
+    return "shapes"
 
 
 # The last Explorer built, reused when `main` runs again in the same process

@@ -5,6 +5,7 @@
 | `sd1` | `StableDiffusion` (v1.4) | `TextEncoder` (768) | `DiffusionModel` | `kcv_*.h5`, `vae_encoder.h5` |
 | `sd2` | `StableDiffusionV2` (v2.1) | `TextEncoderV2` (1024) | `DiffusionModelV2` | `*_v2_1.h5` + the sd1 VAE |
 | `tiny` | — | 2 layers (64) | 4 levels, 32–64 channels | none: seeded random |
+| `shapes` | — | 30-word vocabulary, 2 layers (128) | 3 levels, 32–128 channels | trained, shipped in `kerasmorph/data/shapes` |
 
 Components are built with `download_weights=False` and then load the file that
 `kerasmorph.weights.resolve_weights` found, so nothing here downloads by
@@ -119,6 +120,12 @@ def _build_sd(version: int, component: Component, height: int, width: int):
     return image_encoder.ImageEncoder(download_weights=False)
 
 
+def _build_shapes(component: Component, height: int, width: int, seed: int):
+    from kerasmorph.shapes import pretrained
+
+    return pretrained.build_component(component, height, width, seed)
+
+
 def _build_tiny(component: Component, height: int, width: int, seed: int):
     if component == "text_encoder":
         return tiny.build_text_encoder(seed)
@@ -185,6 +192,18 @@ PRESETS: dict[str, Preset] = {
         weight_files={},
         licence="",
         build=_build_tiny,
+    ),
+    "shapes": Preset(
+        name="shapes",
+        description=(
+            "toy model trained on CPU: a red/green/blue/yellow circle, square or "
+            "triangle on white (weights shipped, offline)"
+        ),
+        default_size=128,
+        size_multiple=64,
+        weight_files={},
+        licence="",
+        build=_build_shapes,
     ),
 }
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -37,11 +38,16 @@ def test_generate_several_images_and_sizes(tmp_path):
         assert image.size == (192, 128)
 
 
-def test_auto_model_falls_back_to_tiny_offline(tmp_path, capsys):
+def test_auto_model_falls_back_to_shapes_offline(tmp_path, capsys):
     out = tmp_path / "auto.png"
-    assert main(["generate", "x", "--steps", "1", "--no-jit", "--quiet", "--out", str(out)]) == 0
-    assert "using the offline 'tiny' preset" in capsys.readouterr().err
-    assert out.is_file()
+    args = ["generate", "a red circle", "--steps", "10", "--no-jit", "--quiet"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "using the offline 'shapes' toy model" in capsys.readouterr().err
+    from kerasmorph.shapes import data
+
+    with Image.open(out) as image:
+        assert image.size == (128, 128)
+        assert data.measure(np.asarray(image.convert("RGB"))).colour == "red"
 
 
 @pytest.mark.parametrize(

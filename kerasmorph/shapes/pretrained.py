@@ -1,0 +1,73 @@
+"""The shipped `shapes` weights and the `"shapes"` preset's component builder.
+
+The trained text encoder and UNet ship inside the package as float16 `.npz`
+files in `kerasmorph/data/shapes/` (written by `kerasmorph.shapes.train`);
+the decoder and image encoder are fixed and have no weights. Setting
+`KERASMORPH_SHAPES_WEIGHTS` to a directory holding `text_encoder.npz` and
+`diffusion_model.npz` (e.g. a training run's output) uses those instead.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from kerasmorph.shapes import model as model_lib
+
+WEIGHTS_ENV = "KERASMORPH_SHAPES_WEIGHTS"
+WEIGHT_FILES = {
+    "text_encoder": "text_encoder.npz",
+    "diffusion_model": "diffusion_model.npz",
+}
+DESCRIPTION = (
+    "toy model trained on CPU: one red/green/blue/yellow circle, square or "
+    "triangle on white (shipped, offline)"
+)
+
+
+def weights_dir() -> Path:
+    """The directory the weights are read from: `$KERASMORPH_SHAPES_WEIGHTS` or the package's."""
+    override = os.environ.get(WEIGHTS_ENV)
+    if override:
+        return Path(override)
+    return Path(str(resources.files("kerasmorph") / "data" / "shapes"))
+
+
+def build_component(component: str, img_height: int, img_width: int, seed: int = 0):
+    """Builds one `shapes` component with its trained weights loaded.
+
+    Args:
+        component: `"text_encoder"`, `"diffusion_model"`, `"decoder"` or `"image_encoder"`.
+        img_height: image height in pixels (the UNet and decoder are built for it).
+        img_width: image width in pixels.
+        seed: unused (the weights are trained); kept for the preset interface.
+
+    Returns:
+        A `keras.Model` with KerasCV's inputs and outputs for that component.
+
+    Raises:
+        FileNotFoundError: when a weight file is missing, naming it.
+    """
+    if component == "decoder":
+        return model_lib.build_decoder(img_height, img_width)
+    if component == "image_encoder":
+        return model_lib.build_image_encoder()
+    if component == "text_encoder":
+        model = model_lib.build_text_encoder()
+    elif component == "diffusion_model":
+        model = model_lib.build_diffusion_model(img_height, img_width)
+    else:
+        raise ValueError(
+            "`component` must be one of 'text_encoder', 'diffusion_model', 'decoder', "
+            f"'image_encoder'. Received: component={component!r}"
+        )
+    path = weights_dir() / WEIGHT_FILES[component]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The shapes {component} weights are missing: {path}. Reinstall kerasmorph, "
+            f"or train them with `python -m kerasmorph.shapes.train --out DIR` and set "
+            f"{WEIGHTS_ENV}=DIR. Received: {WEIGHTS_ENV}={os.environ.get(WEIGHTS_ENV)!r}"
+        )
+    model_lib.load_weights(model, path)
+    return model
