@@ -33,7 +33,7 @@ def tiny_explorer():
 # Keras and PyTorch). Freed TensorFlow/PyTorch memory is not reliably handed
 # back to the OS (glibc arenas), so in one process the full suite grew past the
 # machine's 24 GiB and was killed. Each such module therefore runs in a child
-# pytest process after the fast tests (one child per parameter of a module-scoped
+# pytest process before the fast tests (one child per parameter of a module-scoped
 # fixture, e.g. per model family); the child's exit code fails the run.
 
 _ISOLATED_MARKERS = ("slow", "reference")
@@ -71,15 +71,24 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtestloop(session):
-    yield
+    # The children run first, while this process is still small (the fast tests
+    # leave ~7 GB behind), then the fast tests here; failures count after both.
+    failures = 0
     groups = session.config.stash.get(_isolated_key, {})
-    if not groups or session.shouldfail or session.shouldstop:
-        return
+    if groups and not session.testsfailed:  # testsfailed here = collection errors.
+        failures = _run_isolated(session, groups)
+    yield
+    session.testsfailed += failures
+
+
+def _run_isolated(session, groups: dict[str, list[str]]) -> int:
+    """Runs each group's tests in a child pytest; returns how many children failed."""
     config = session.config
     reporter = config.pluginmanager.getplugin("terminalreporter")
     capture = config.pluginmanager.getplugin("capturemanager")
     results = config.stash.setdefault(_results_key, [])
     verbosity = ["-v"] * max(config.option.verbose, 0) or ["-q"] * -min(config.option.verbose, 0)
+    failures = 0
     for group, nodeids in groups.items():
         module = os.path.relpath(group, config.rootpath)
         if reporter is not None:
@@ -93,9 +102,10 @@ def pytest_runtestloop(session):
             )
         results.append((module, len(nodeids), code))
         if code != 0:
-            session.testsfailed += 1
+            failures += 1
             if config.option.maxfail:
                 break
+    return failures
 
 
 def pytest_terminal_summary(terminalreporter, config):
