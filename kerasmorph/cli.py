@@ -198,6 +198,8 @@ def _run_info(args: argparse.Namespace) -> int:
                 for component, file in preset.weight_files.items()
             },
         }
+        if preset.bundled_weights is not None:
+            report["presets"][name]["bundled_weights"] = str(preset.bundled_weights())
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -217,7 +219,9 @@ def _run_info(args: argparse.Namespace) -> int:
     print("presets:")
     for name, entry in report["presets"].items():
         print(f"  {name:<5} {entry['description']}")
-        if not entry["weights"]:
+        if "bundled_weights" in entry:
+            print(f"        weights: trained, shipped in {entry['bundled_weights']}")
+        elif not entry["weights"]:
             print("        weights: none needed (seeded random)")
         for filename, path in entry["weights"].items():
             print(f"        {filename:<26} {path or 'MISSING'}")

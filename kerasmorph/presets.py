@@ -126,6 +126,12 @@ def _build_shapes(component: Component, height: int, width: int, seed: int):
     return pretrained.build_component(component, height, width, seed)
 
 
+def _shapes_weights_dir() -> Path:
+    from kerasmorph.shapes import pretrained
+
+    return pretrained.weights_dir()
+
+
 def _build_tiny(component: Component, height: int, width: int, seed: int):
     if component == "text_encoder":
         return tiny.build_text_encoder(seed)
@@ -151,6 +157,9 @@ class Preset:
         build: `(component, height, width, seed) -> keras.Model` building an
             uninitialised (random) component.
         kerascv_class: name of the matching `keras_cv.models` class, if any.
+        bundled_weights: `() -> Path` of the directory holding weights that
+            ship inside kerasmorph (`shapes`), for `kerasmorph info`; `None`
+            for presets with no weights or with `weight_files` to find.
     """
 
     name: str
@@ -161,6 +170,7 @@ class Preset:
     licence: str
     build: Callable[[Component, int, int, int], Any]
     kerascv_class: str | None = None
+    bundled_weights: Callable[[], Path] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -204,6 +214,7 @@ PRESETS: dict[str, Preset] = {
         weight_files={},
         licence="",
         build=_build_shapes,
+        bundled_weights=_shapes_weights_dir,
     ),
 }
 

@@ -1,6 +1,7 @@
 """The command line, called in-process through `main([...])`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,8 +91,12 @@ def test_info_reports_presets_and_missing_weights(tmp_path, capsys):
     assert sd1["kcv_encoder.h5"] == str(tmp_path / "kcv_encoder.h5")
     assert sd1["kcv_decoder.h5"] is None
     assert report["weights_searched"][0] == str(tmp_path)
+    shapes_dir = report["presets"]["shapes"]["bundled_weights"]
+    assert (Path(shapes_dir) / "diffusion_model.npz").is_file()
+    assert "bundled_weights" not in report["presets"]["tiny"]
     assert main(["info"]) == 0
-    assert "MISSING" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "MISSING" in out and f"trained, shipped in {shapes_dir}" in out
 
 
 # ---------------------------------------------------------------- walk commands
