@@ -62,8 +62,8 @@ class Walk:
     compute: FrameInputs
     positions: np.ndarray
 
-    def inputs(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Returns `(encodings, noise)` of the frames at `indices`, float32."""
+    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """`indices` as a 1-D int64 array, each a frame of this walk."""
         indices = np.asarray(indices, dtype=np.int64)
         if indices.ndim != 1 or (
             indices.size and (indices.min() < 0 or indices.max() >= self.num_frames)
@@ -72,19 +72,17 @@ class Walk:
                 f"Frame indices must be a 1-D array in [0, {self.num_frames}). "
                 f"Received: indices={indices.tolist()}"
             )
+        return indices
+
+    def inputs(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(encodings, noise)` of the frames at `indices`, float32."""
+        indices = self._check_indices(indices)
         encodings, noise = self.compute(indices)
         return encodings.astype(np.float32), noise.astype(np.float32)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Walk":
         """The walk restricted to `indices` (e.g. the frames a resumed render lacks)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        if indices.ndim != 1 or (
-            indices.size and (indices.min() < 0 or indices.max() >= self.num_frames)
-        ):
-            raise ValueError(
-                f"Frame indices must be a 1-D array in [0, {self.num_frames}). "
-                f"Received: indices={indices.tolist()}"
-            )
+        indices = self._check_indices(indices)
         return Walk(
             len(indices),
             lambda sub: self.compute(indices[sub]),

@@ -19,6 +19,21 @@ def _isolated_weight_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("KERASMORPH_WEIGHTS", raising=False)
 
 
+@pytest.fixture
+def without_torch(monkeypatch):
+    """Makes `import torch` (and its submodules) fail, as on a machine without it."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+
+
 @pytest.fixture(scope="session")
 def tiny_explorer():
     """One 128x128 `tiny` Explorer shared by the fast tests (built once)."""

@@ -165,17 +165,7 @@ def test_unknown_suffix_and_missing_path(tmp_path):
         checkpoints.open_checkpoint(tmp_path / "nothing.safetensors")
 
 
-def test_ckpt_without_torch_names_the_install(tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_ckpt_without_torch_names_the_install(tmp_path, without_torch):
     path = tmp_path / "model.ckpt"
     path.write_bytes(b"not read")
     with pytest.raises(ImportError, match="pip install torch"):

@@ -89,17 +89,7 @@ def test_width_mismatch_and_existing_token_are_rejected(explorer, tmp_path):
         embeddings.load_textual_inversion(clash, token="two words")
 
 
-def test_pt_without_torch_names_the_install(tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch":
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_pt_without_torch_names_the_install(tmp_path, without_torch):
     path = tmp_path / "x.pt"
     path.write_bytes(b"x")
     with pytest.raises(ImportError, match="pip install torch"):
