@@ -54,16 +54,17 @@ def keyframe_path(
     def at(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 1 or positions.min() < 0 or positions.max() > 1:
-            raise ValueError(
-                f"Positions must be a 1-D array in [0, 1]. Received: {positions!r}"
-            )
+            raise ValueError(f"Positions must be a 1-D array in [0, 1]. Received: {positions!r}")
         scaled = positions * num_segments
         segments = np.minimum(np.floor(scaled).astype(int), num_segments - 1)
         weights = apply_schedule(schedule, scaled - segments)
         plan = [
             interpolation.PathFrame(
-                segment=int(s), prompt_pair=(int(s), int(s) + 1), prompt_weight=float(w),
-                noise_pair=(int(s), int(s) + 1), noise_weight=float(w),
+                segment=int(s),
+                prompt_pair=(int(s), int(s) + 1),
+                prompt_weight=float(w),
+                noise_pair=(int(s), int(s) + 1),
+                noise_weight=float(w),
             )
             for s, w in zip(segments, weights)
         ]
@@ -158,7 +159,8 @@ def refine(
         return np.stack(
             list(
                 explorer.render(
-                    (encodings, noises), num_steps=num_steps,
+                    (encodings, noises),
+                    num_steps=num_steps,
                     unconditional_guidance_scale=unconditional_guidance_scale,
                     batch_size=batch_size,
                 )

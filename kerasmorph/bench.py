@@ -5,12 +5,15 @@ weights when `kerasmorph.weights.find_weights` finds them, else the full-size
 KerasCV architecture with random weights, built with `download_weights=False`
 — same FLOPs as the real model), on the same encodings and the same noise:
 
-| variant | what runs |
-|---|---|
-| `kerascv` | `keras_cv.models.StableDiffusion.generate_image` as shipped: `jit_compile=True`, two `predict_on_batch` UNet calls per step, float32 |
-| `kerasmorph-float32` | `Explorer.denoise` + `Explorer.decode`, float32, XLA (same precision as KerasCV) |
-| `kerasmorph-<precision>` | the same at `precision` (default `"auto"`: the device's fastest safe setting) |
-| `diffusers-float32`, `diffusers-bfloat16` | optional: diffusers' `UNet2DConditionModel` from the SD config with random weights, one bs-2B call per guided step (PyTorch CPU, in a subprocess so its memory is returned) |
+- `kerascv`: `keras_cv.models.StableDiffusion.generate_image` as shipped:
+  `jit_compile=True`, two `predict_on_batch` UNet calls per step, float32.
+- `kerasmorph-float32`: `Explorer.denoise` + `Explorer.decode`, float32, XLA
+  (same precision as KerasCV).
+- `kerasmorph-<precision>`: the same at `precision` (default `"auto"`: the
+  device's fastest safe setting).
+- `diffusers-float32`, `diffusers-bfloat16`: optional: diffusers'
+  `UNet2DConditionModel` from the SD config with random weights, one bs-2B call
+  per guided step (PyTorch CPU, in a subprocess so its memory is returned).
 
 How the time is taken: the first generation of each variant is the warm-up
 (compilation and first-call costs; reported as `first_call_s`, and
@@ -56,18 +59,30 @@ _NEEDS_SD = "diffusers comparison needs --model sd1 or sd2. Received: --model {m
 # stabilityai/stable-diffusion-2-1 (unet/config.json), inlined so nothing downloads.
 _DIFFUSERS_UNET = {
     "sd1": dict(
-        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=2,
         block_out_channels=(320, 640, 1280, 1280),
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768, attention_head_dim=8, act_fn="silu",
-        norm_num_groups=32, norm_eps=1e-5, flip_sin_to_cos=True, freq_shift=0,
-        downsample_padding=1, mid_block_scale_factor=1,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        act_fn="silu",
+        norm_num_groups=32,
+        norm_eps=1e-5,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+        downsample_padding=1,
+        mid_block_scale_factor=1,
     ),
 }
 _DIFFUSERS_UNET["sd2"] = dict(
-    _DIFFUSERS_UNET["sd1"], sample_size=96, cross_attention_dim=1024,
-    attention_head_dim=(5, 10, 20, 20), use_linear_projection=True,
+    _DIFFUSERS_UNET["sd1"],
+    sample_size=96,
+    cross_attention_dim=1024,
+    attention_head_dim=(5, 10, 20, 20),
+    use_linear_projection=True,
 )
 
 
@@ -209,8 +224,11 @@ def _build_explorers(config: BenchConfig, img_height: int, img_width: int, log):
         weights = "random (download_weights=False)"
     else:
         base = kerasmorph.Explorer(
-            config.model, precision="float32", jit_compile=True,
-            weights_dir=config.weights_dir, **common,
+            config.model,
+            precision="float32",
+            jit_compile=True,
+            weights_dir=config.weights_dir,
+            **common,
         )
         for name in ("text_encoder", "diffusion_model", "decoder"):
             base._component(name)
@@ -243,9 +261,7 @@ def _explorer_variant(name: str, explorer, encodings, noise, num_steps: int) -> 
 
     def run():
         start = time.perf_counter()
-        latents = explorer.denoise(
-            noise, encodings, num_steps=num_steps, batch_size=batch_size
-        )
+        latents = explorer.denoise(noise, encodings, num_steps=num_steps, batch_size=batch_size)
         middle = time.perf_counter()
         explorer.decode(latents, batch_size=batch_size)
         end = time.perf_counter()
@@ -511,7 +527,8 @@ def run_bench(
             "compile_s": max(0.0, variant.first_call_s - totals["median"]),
             "traces": traces,
             "retraces": (
-                None if traces is None or variant.traces_after_warmup is None
+                None
+                if traces is None or variant.traces_after_warmup is None
                 else traces - variant.traces_after_warmup
             ),
             "rss_after_warmup_gib": variant.rss_after_warmup_gib,
@@ -549,9 +566,7 @@ def run_bench(
         step_ratio_vs_diffusers_bfloat16=ratio(
             fast_result, results.get("diffusers-bfloat16"), "s_per_image_step"
         ),
-        retraces=sum(
-            results[v.name]["retraces"] or 0 for v in variants if v.name != "kerascv"
-        ),
+        retraces=sum(results[v.name]["retraces"] or 0 for v in variants if v.name != "kerascv"),
         peak_rss_gib=peak_rss_gib(),
         load_average_after=os.getloadavg(),
     )
@@ -580,6 +595,7 @@ def format_table(report: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in report["variants"].items():
+
         def number(key, digits=2):
             value = result.get(key)
             return "—" if value is None else f"{value:.{digits}f}"
@@ -587,7 +603,8 @@ def format_table(report: dict[str, Any]) -> str:
         step = f"{result['s_per_image_step']:.2f} ±{50 * result['s_per_image_step_spread']:.0f}%"
         frame = (
             f"{result['s_per_frame']:.2f} ±{50 * result['s_per_frame_spread']:.0f}%"
-            if "s_per_frame" in result else "— (UNet only)"
+            if "s_per_frame" in result
+            else "— (UNet only)"
         )
         xla = result.get("step_jit_compile")
         lines.append(
@@ -614,7 +631,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"retraces after warm-up: {report['retraces']}; peak RSS {report['peak_rss_gib']:.1f} GiB"
         + (
             f" (diffusers subprocess {report['diffusers_peak_rss_gib']:.1f} GiB)"
-            if "diffusers_peak_rss_gib" in report else ""
+            if "diffusers_peak_rss_gib" in report
+            else ""
         )
     )
     for name, reason in report["skipped"].items():

@@ -80,7 +80,10 @@ COMPVIS_PREFIXES = {
     "decoder": VAE_PREFIX,
     "image_encoder": VAE_PREFIX,
 }
-_TORCH_HINT = "Reading a pickled PyTorch file needs torch: `pip install torch` (or `pip install kerasmorph[reference]`)."
+_TORCH_HINT = (
+    "Reading a pickled PyTorch file needs torch: `pip install torch` "
+    "(or `pip install kerasmorph[reference]`)."
+)
 
 
 class CheckpointError(ValueError):
@@ -168,7 +171,7 @@ class SafetensorsSource(TensorSource):
         return [self._prefix + name for name in self._names]
 
     def _name(self, key: str) -> str:
-        return key[len(self._prefix):]
+        return key[len(self._prefix) :]
 
     def _metadata(self) -> dict[str, Any]:
         if self._header is None:
@@ -373,7 +376,9 @@ def open_checkpoint(checkpoint: str | os.PathLike) -> TensorSource:
     """
     path = Path(checkpoint).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}. Received: checkpoint={str(checkpoint)!r}")
+        raise FileNotFoundError(
+            f"No checkpoint at {path}. Received: checkpoint={str(checkpoint)!r}"
+        )
     if path.is_dir():
         return DiffusersSource(path)
     return _open_file(path)
@@ -405,8 +410,10 @@ def detect_family(source: TensorSource) -> Family:
             )
         cross_key = _COMPVIS_CROSS_KEY
         text_hint = (
-            "sd2" if any(k.startswith(SD2_TEXT_PREFIX) for k in keys)
-            else "sd1" if any(k.startswith(SD1_TEXT_PREFIXES[1]) for k in keys)
+            "sd2"
+            if any(k.startswith(SD2_TEXT_PREFIX) for k in keys)
+            else "sd1"
+            if any(k.startswith(SD1_TEXT_PREFIXES[1]) for k in keys)
             else None
         )
     else:
@@ -478,15 +485,24 @@ def _names(prefixes: Sequence[str], name: str) -> tuple[str, ...]:
 
 def _dense_refs(layer, compvis: Sequence[str], diffusers: Sequence[str], **kwargs):
     """(variable, ref) of a Dense layer from PyTorch `.weight`/`.bias`."""
-    yield layer.kernel, _ref(_names(compvis, ".weight"), _names(diffusers, ".weight"), "linear", **kwargs)
+    yield (
+        layer.kernel,
+        _ref(_names(compvis, ".weight"), _names(diffusers, ".weight"), "linear", **kwargs),
+    )
     if layer.bias is not None:
-        yield layer.bias, _ref(_names(compvis, ".bias"), _names(diffusers, ".bias"), "copy", **kwargs)
+        yield (
+            layer.bias,
+            _ref(_names(compvis, ".bias"), _names(diffusers, ".bias"), "copy", **kwargs),
+        )
 
 
 def _conv_refs(layer, compvis: Sequence[str], diffusers: Sequence[str], **kwargs):
     """(variable, ref) of a KerasCV PaddedConv2D (or a Conv2D)."""
     conv = getattr(layer, "conv2d", layer)
-    yield conv.kernel, _ref(_names(compvis, ".weight"), _names(diffusers, ".weight"), "conv", **kwargs)
+    yield (
+        conv.kernel,
+        _ref(_names(compvis, ".weight"), _names(diffusers, ".weight"), "conv", **kwargs),
+    )
     yield conv.bias, _ref(_names(compvis, ".bias"), _names(diffusers, ".bias"), "copy")
 
 
@@ -515,19 +531,39 @@ def _text_encoder_plan(model, family: Family):
     hf = ("text_encoder/text_model.", "text_encoder/")
     if family == "sd1":
         compvis = SD1_TEXT_PREFIXES
-        yield embedding.token_embedding.embeddings, _ref(
-            _names(compvis, "embeddings.token_embedding.weight"),
-            _names(hf, "embeddings.token_embedding.weight"), "copy")
-        yield embedding.position_embedding.embeddings, _ref(
-            _names(compvis, "embeddings.position_embedding.weight"),
-            _names(hf, "embeddings.position_embedding.weight"), "copy")
+        yield (
+            embedding.token_embedding.embeddings,
+            _ref(
+                _names(compvis, "embeddings.token_embedding.weight"),
+                _names(hf, "embeddings.token_embedding.weight"),
+                "copy",
+            ),
+        )
+        yield (
+            embedding.position_embedding.embeddings,
+            _ref(
+                _names(compvis, "embeddings.position_embedding.weight"),
+                _names(hf, "embeddings.position_embedding.weight"),
+                "copy",
+            ),
+        )
     else:
-        yield embedding.token_embedding.embeddings, _ref(
-            SD2_TEXT_PREFIX + "token_embedding.weight",
-            _names(hf, "embeddings.token_embedding.weight"), "copy")
-        yield embedding.position_embedding.embeddings, _ref(
-            SD2_TEXT_PREFIX + "positional_embedding",
-            _names(hf, "embeddings.position_embedding.weight"), "copy")
+        yield (
+            embedding.token_embedding.embeddings,
+            _ref(
+                SD2_TEXT_PREFIX + "token_embedding.weight",
+                _names(hf, "embeddings.token_embedding.weight"),
+                "copy",
+            ),
+        )
+        yield (
+            embedding.position_embedding.embeddings,
+            _ref(
+                SD2_TEXT_PREFIX + "positional_embedding",
+                _names(hf, "embeddings.position_embedding.weight"),
+                "copy",
+            ),
+        )
     width = int(embedding.token_embedding.embeddings.shape[-1])
     for index, block in enumerate(blocks):
         _expect(block, kcv.CLIPEncoderLayer, "text_encoder")
@@ -535,11 +571,18 @@ def _text_encoder_plan(model, family: Family):
         attn = block.clip_attn
         if family == "sd1":
             cv = _names(SD1_TEXT_PREFIXES, f"encoder.layers.{index}")
-            yield from _norm_refs(block.layer_norm1, _join(cv, "layer_norm1"), _join(layer, "layer_norm1"))
+            yield from _norm_refs(
+                block.layer_norm1, _join(cv, "layer_norm1"), _join(layer, "layer_norm1")
+            )
             for part in ("q_proj", "k_proj", "v_proj", "out_proj"):
                 yield from _dense_refs(
-                    getattr(attn, part), _join(cv, f"self_attn.{part}"), _join(layer, f"self_attn.{part}"))
-            yield from _norm_refs(block.layer_norm2, _join(cv, "layer_norm2"), _join(layer, "layer_norm2"))
+                    getattr(attn, part),
+                    _join(cv, f"self_attn.{part}"),
+                    _join(layer, f"self_attn.{part}"),
+                )
+            yield from _norm_refs(
+                block.layer_norm2, _join(cv, "layer_norm2"), _join(layer, "layer_norm2")
+            )
             yield from _dense_refs(block.fc1, _join(cv, "mlp.fc1"), _join(layer, "mlp.fc1"))
             yield from _dense_refs(block.fc2, _join(cv, "mlp.fc2"), _join(layer, "mlp.fc2"))
         else:
@@ -548,16 +591,33 @@ def _text_encoder_plan(model, family: Family):
             for row, part in enumerate(("q_proj", "k_proj", "v_proj")):
                 rows = (row * width, (row + 1) * width)
                 dense = getattr(attn, part)
-                yield dense.kernel, _ref(f"{cv}.attn.in_proj_weight",
-                                         _join(layer, f"self_attn.{part}.weight"), "linear", rows=rows)
-                yield dense.bias, _ref(f"{cv}.attn.in_proj_bias",
-                                       _join(layer, f"self_attn.{part}.bias"), "copy", rows=rows)
-            yield from _dense_refs(attn.out_proj, [f"{cv}.attn.out_proj"], _join(layer, "self_attn.out_proj"))
+                yield (
+                    dense.kernel,
+                    _ref(
+                        f"{cv}.attn.in_proj_weight",
+                        _join(layer, f"self_attn.{part}.weight"),
+                        "linear",
+                        rows=rows,
+                    ),
+                )
+                yield (
+                    dense.bias,
+                    _ref(
+                        f"{cv}.attn.in_proj_bias",
+                        _join(layer, f"self_attn.{part}.bias"),
+                        "copy",
+                        rows=rows,
+                    ),
+                )
+            yield from _dense_refs(
+                attn.out_proj, [f"{cv}.attn.out_proj"], _join(layer, "self_attn.out_proj")
+            )
             yield from _norm_refs(block.layer_norm2, [f"{cv}.ln_2"], _join(layer, "layer_norm2"))
             yield from _dense_refs(block.fc1, [f"{cv}.mlp.c_fc"], _join(layer, "mlp.fc1"))
             yield from _dense_refs(block.fc2, [f"{cv}.mlp.c_proj"], _join(layer, "mlp.fc2"))
     final_cv = (
-        _names(SD1_TEXT_PREFIXES, "final_layer_norm") if family == "sd1"
+        _names(SD1_TEXT_PREFIXES, "final_layer_norm")
+        if family == "sd1"
         else [SD2_TEXT_PREFIX + "ln_final"]
     )
     yield from _norm_refs(final_norm, final_cv, _names(hf, "final_layer_norm"))
@@ -574,14 +634,24 @@ def unet_blocks() -> list[tuple[str, str, str]]:
     for level in range(4):
         for index in range(2):
             number = 3 * level + index + 1
-            blocks.append(("resnet", f"input_blocks.{number}.0", f"down_blocks.{level}.resnets.{index}"))
+            blocks.append(
+                ("resnet", f"input_blocks.{number}.0", f"down_blocks.{level}.resnets.{index}")
+            )
             if level < 3:
                 blocks.append(
-                    ("transformer", f"input_blocks.{number}.1", f"down_blocks.{level}.attentions.{index}")
+                    (
+                        "transformer",
+                        f"input_blocks.{number}.1",
+                        f"down_blocks.{level}.attentions.{index}",
+                    )
                 )
         if level < 3:
             blocks.append(
-                ("downsample", f"input_blocks.{3 * level + 3}.0.op", f"down_blocks.{level}.downsamplers.0.conv")
+                (
+                    "downsample",
+                    f"input_blocks.{3 * level + 3}.0.op",
+                    f"down_blocks.{level}.downsamplers.0.conv",
+                )
             )
     blocks += [
         ("resnet", "middle_block.0", "mid_block.resnets.0"),
@@ -591,15 +661,25 @@ def unet_blocks() -> list[tuple[str, str, str]]:
     for level in range(4):
         for index in range(3):
             number = 3 * level + index
-            blocks.append(("resnet", f"output_blocks.{number}.0", f"up_blocks.{level}.resnets.{index}"))
+            blocks.append(
+                ("resnet", f"output_blocks.{number}.0", f"up_blocks.{level}.resnets.{index}")
+            )
             if level > 0:
                 blocks.append(
-                    ("transformer", f"output_blocks.{number}.1", f"up_blocks.{level}.attentions.{index}")
+                    (
+                        "transformer",
+                        f"output_blocks.{number}.1",
+                        f"up_blocks.{level}.attentions.{index}",
+                    )
                 )
         if level < 3:
             slot = 2 if level > 0 else 1
             blocks.append(
-                ("upsample", f"output_blocks.{3 * level + 2}.{slot}.conv", f"up_blocks.{level}.upsamplers.0.conv")
+                (
+                    "upsample",
+                    f"output_blocks.{3 * level + 2}.{slot}.conv",
+                    f"up_blocks.{level}.upsamplers.0.conv",
+                )
             )
     blocks += [("norm", "out.0", "conv_norm_out"), ("conv", "out.2", "conv_out")]
     return blocks
@@ -620,8 +700,11 @@ def _unet_plan(model, family: Family):
             # The two time-embedding Dense layers sit off the main chain, so
             # their place in `model.layers` is not fixed: tell them by width.
             first = int(layer.kernel.shape[0]) == 320
-            name = ("time_embed.0", "time_embedding.linear_1") if first else (
-                "time_embed.2", "time_embedding.linear_2")
+            name = (
+                ("time_embed.0", "time_embedding.linear_1")
+                if first
+                else ("time_embed.2", "time_embedding.linear_2")
+            )
             yield from _dense_refs(layer, [cv + name[0]], [df + name[1]])
         else:
             chain.append(layer)
@@ -632,8 +715,11 @@ def _unet_plan(model, family: Family):
             f"kerasmorph's CompVis map has {len(blocks)}. Is keras_cv 0.9 installed?"
         )
     classes = {
-        "conv": PaddedConv2D, "downsample": PaddedConv2D, "upsample": kcv.Upsample,
-        "resnet": kcv.ResBlock, "transformer": kcv.SpatialTransformer,
+        "conv": PaddedConv2D,
+        "downsample": PaddedConv2D,
+        "upsample": kcv.Upsample,
+        "resnet": kcv.ResBlock,
+        "transformer": kcv.SpatialTransformer,
         "norm": keras.layers.GroupNormalization,
     }
     for layer, (kind, compvis, diffusers) in zip(chain, blocks):
@@ -648,11 +734,15 @@ def _unet_plan(model, family: Family):
         elif kind == "resnet":
             yield from _norm_refs(layer.entry_flow[0], [c + ".in_layers.0"], [d + ".norm1"])
             yield from _conv_refs(layer.entry_flow[2], [c + ".in_layers.2"], [d + ".conv1"])
-            yield from _dense_refs(layer.embedding_flow[1], [c + ".emb_layers.1"], [d + ".time_emb_proj"])
+            yield from _dense_refs(
+                layer.embedding_flow[1], [c + ".emb_layers.1"], [d + ".time_emb_proj"]
+            )
             yield from _norm_refs(layer.exit_flow[0], [c + ".out_layers.0"], [d + ".norm2"])
             yield from _conv_refs(layer.exit_flow[2], [c + ".out_layers.3"], [d + ".conv2"])
             if isinstance(layer.residual_projection, PaddedConv2D):
-                yield from _conv_refs(layer.residual_projection, [c + ".skip_connection"], [d + ".conv_shortcut"])
+                yield from _conv_refs(
+                    layer.residual_projection, [c + ".skip_connection"], [d + ".conv_shortcut"]
+                )
         else:
             yield from _norm_refs(layer.norm, [c + ".norm"], [d + ".norm"])
             project = _dense_refs if isinstance(layer.proj1, keras.layers.Dense) else _conv_refs
@@ -661,15 +751,25 @@ def _unet_plan(model, family: Family):
             c_block, d_block = c + ".transformer_blocks.0", d + ".transformer_blocks.0"
             for index, attention in ((1, block.attn1), (2, block.attn2)):
                 yield from _norm_refs(
-                    getattr(block, f"norm{index}"), [f"{c_block}.norm{index}"], [f"{d_block}.norm{index}"])
+                    getattr(block, f"norm{index}"),
+                    [f"{c_block}.norm{index}"],
+                    [f"{d_block}.norm{index}"],
+                )
                 for part in ("to_q", "to_k", "to_v"):
                     yield from _dense_refs(
-                        getattr(attention, part), [f"{c_block}.attn{index}.{part}"],
-                        [f"{d_block}.attn{index}.{part}"])
+                        getattr(attention, part),
+                        [f"{c_block}.attn{index}.{part}"],
+                        [f"{d_block}.attn{index}.{part}"],
+                    )
                 yield from _dense_refs(
-                    attention.out_proj, [f"{c_block}.attn{index}.to_out.0"], [f"{d_block}.attn{index}.to_out.0"])
+                    attention.out_proj,
+                    [f"{c_block}.attn{index}.to_out.0"],
+                    [f"{d_block}.attn{index}.to_out.0"],
+                )
             yield from _norm_refs(block.norm3, [c_block + ".norm3"], [d_block + ".norm3"])
-            yield from _dense_refs(block.geglu.dense, [c_block + ".ff.net.0.proj"], [d_block + ".ff.net.0.proj"])
+            yield from _dense_refs(
+                block.geglu.dense, [c_block + ".ff.net.0.proj"], [d_block + ".ff.net.0.proj"]
+            )
             yield from _dense_refs(block.dense, [c_block + ".ff.net.2"], [d_block + ".ff.net.2"])
             project = _dense_refs if isinstance(layer.proj2, keras.layers.Dense) else _conv_refs
             yield from project(layer.proj2, [c + ".proj_out"], [d + ".proj_out"])
@@ -687,7 +787,9 @@ def _vae_block_refs(layer, kind: str, compvis: str, diffusers: str):
         yield from _norm_refs(layer.norm2, [c + ".norm2"], [d + ".norm2"])
         yield from _conv_refs(layer.conv2, [c + ".conv2"], [d + ".conv2"])
         if hasattr(layer.residual_projection, "conv2d"):  # Else the identity.
-            yield from _conv_refs(layer.residual_projection, [c + ".nin_shortcut"], [d + ".conv_shortcut"])
+            yield from _conv_refs(
+                layer.residual_projection, [c + ".nin_shortcut"], [d + ".conv_shortcut"]
+            )
     else:  # attention: CompVis 1x1 convs; diffusers Linear under new or old names.
         yield from _norm_refs(layer.norm, [c + ".norm"], [d + ".group_norm"])
         for keras_name, compvis_name, new, old in (
@@ -697,7 +799,9 @@ def _vae_block_refs(layer, kind: str, compvis: str, diffusers: str):
             ("proj_out", "proj_out", "to_out.0", "proj_attn"),
         ):
             yield from _conv_refs(
-                getattr(layer, keras_name), [f"{c}.{compvis_name}"], [f"{d}.{new}", f"{d}.{old}"],
+                getattr(layer, keras_name),
+                [f"{c}.{compvis_name}"],
+                [f"{d}.{new}", f"{d}.{old}"],
                 linear_as_conv=True,
             )
 
@@ -717,13 +821,24 @@ def decoder_blocks() -> list[tuple[str, str, str]]:
     for level in range(4):
         for index in range(3):
             blocks.append(
-                ("resnet", f"decoder.up.{3 - level}.block.{index}", f"decoder.up_blocks.{level}.resnets.{index}")
+                (
+                    "resnet",
+                    f"decoder.up.{3 - level}.block.{index}",
+                    f"decoder.up_blocks.{level}.resnets.{index}",
+                )
             )
         if level < 3:
             blocks.append(
-                ("conv", f"decoder.up.{3 - level}.upsample.conv", f"decoder.up_blocks.{level}.upsamplers.0.conv")
+                (
+                    "conv",
+                    f"decoder.up.{3 - level}.upsample.conv",
+                    f"decoder.up_blocks.{level}.upsamplers.0.conv",
+                )
             )
-    blocks += [("norm", "decoder.norm_out", "decoder.conv_norm_out"), ("conv", "decoder.conv_out", "decoder.conv_out")]
+    blocks += [
+        ("norm", "decoder.norm_out", "decoder.conv_norm_out"),
+        ("conv", "decoder.conv_out", "decoder.conv_out"),
+    ]
     return blocks
 
 
@@ -733,11 +848,19 @@ def image_encoder_blocks() -> list[tuple[str, str, str]]:
     for level in range(4):
         for index in range(2):
             blocks.append(
-                ("resnet", f"encoder.down.{level}.block.{index}", f"encoder.down_blocks.{level}.resnets.{index}")
+                (
+                    "resnet",
+                    f"encoder.down.{level}.block.{index}",
+                    f"encoder.down_blocks.{level}.resnets.{index}",
+                )
             )
         if level < 3:
             blocks.append(
-                ("conv", f"encoder.down.{level}.downsample.conv", f"encoder.down_blocks.{level}.downsamplers.0.conv")
+                (
+                    "conv",
+                    f"encoder.down.{level}.downsample.conv",
+                    f"encoder.down_blocks.{level}.downsamplers.0.conv",
+                )
             )
     blocks += [
         ("resnet", "encoder.mid.block_1", "encoder.mid_block.resnets.0"),
@@ -764,7 +887,9 @@ def _vae_plan(model, component: str):
             f"kerasmorph's CompVis map has {len(blocks)}. Is keras_cv 0.9 installed?"
         )
     classes = {
-        "conv": PaddedConv2D, "resnet": ResnetBlock, "attention": AttentionBlock,
+        "conv": PaddedConv2D,
+        "resnet": ResnetBlock,
+        "attention": AttentionBlock,
         "norm": keras.layers.GroupNormalization,
     }
     for layer, (kind, compvis, diffusers) in zip(chain, blocks):
@@ -831,8 +956,10 @@ def weight_plan(model, component: str, family: Family | None = None) -> list[tup
     else:
         pairs = list(_vae_plan(model, component))
     by_id = {id(variable): (variable, ref) for variable, ref in pairs}
-    if len(by_id) != len(pairs) or len(pairs) != len(model.weights) or any(
-        id(variable) not in by_id for variable in model.weights
+    if (
+        len(by_id) != len(pairs)
+        or len(pairs) != len(model.weights)
+        or any(id(variable) not in by_id for variable in model.weights)
     ):
         raise RuntimeError(
             f"kerasmorph's map covers {len(by_id)} of the {len(model.weights)} "
@@ -854,7 +981,7 @@ def _to_keras(
     array: np.ndarray, ref: TensorRef, target_shape: tuple[int, ...], rows: tuple[int, int] | None
 ) -> np.ndarray:
     if rows is not None:
-        array = array[rows[0]:rows[1]]
+        array = array[rows[0] : rows[1]]
     if ref.layout == "conv":
         if array.ndim == 2 and ref.linear_as_conv and target_shape[:2] == (1, 1):
             array = array[:, :, None, None]
@@ -1071,8 +1198,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     manifest = json.loads(path.read_text())
     if manifest.get("preset") not in FAMILIES:
         raise ValueError(
-            f"{path} names no known preset (sd1, sd2). "
-            f"Received: preset={manifest.get('preset')!r}"
+            f"{path} names no known preset (sd1, sd2). Received: preset={manifest.get('preset')!r}"
         )
     return manifest
 
@@ -1094,7 +1220,9 @@ def component_state_dict(model, component: str) -> dict[str, np.ndarray]:
     (unlike Keras' auto-numbered `variable.path`), so two models' dicts line
     up for `kerasmorph.merging`. Arrays keep Keras' layout.
     """
-    return {ref.name: np.asarray(variable.numpy()) for variable, ref in weight_plan(model, component)}
+    return {
+        ref.name: np.asarray(variable.numpy()) for variable, ref in weight_plan(model, component)
+    }
 
 
 def assign_state_dict(model, component: str, state: Mapping[str, np.ndarray]) -> None:
@@ -1107,7 +1235,10 @@ def assign_state_dict(model, component: str, state: Mapping[str, np.ndarray]) ->
     plan = weight_plan(model, component)
     for variable, ref in plan:
         if ref.name not in state:
-            raise ValueError(f"The state dict has no {ref.name!r} for the {component}. Received: {len(state)} tensors")
+            raise ValueError(
+                f"The state dict has no {ref.name!r} for the {component}. "
+                f"Received: {len(state)} tensors"
+            )
         if tuple(np.shape(state[ref.name])) != tuple(variable.shape):
             raise ValueError(
                 f"{ref.name!r} must have shape {tuple(variable.shape)}. "
@@ -1198,8 +1329,15 @@ class LazyTensors(Mapping):
 
 
 _SAFETENSORS_DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64",
-    "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL",
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint8": "U8",
+    "bool": "BOOL",
 }
 
 
@@ -1241,7 +1379,11 @@ def save_safetensors_stream(
                 raise ValueError(
                     f"Cannot store dtype {array.dtype} in safetensors. Received: {name}"
                 )
-            raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            raw = (
+                np.ascontiguousarray(array)
+                .astype(array.dtype.newbyteorder("<"), copy=False)
+                .tobytes()
+            )
             header[name] = {
                 "dtype": _SAFETENSORS_DTYPES[array.dtype.name],
                 "shape": list(array.shape),
@@ -1276,8 +1418,17 @@ DIFFUSERS_WEIGHT_FILES = {
 # `.fp16.safetensors` next to the merged file would contradict it) nor from
 # a folder's top level (some Hub repositories keep a 4 GB single file there).
 _WEIGHT_SUFFIXES = (
-    ".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".h5", ".pb",
-    ".onnx", ".onnx_data", ".gguf",
+    ".safetensors",
+    ".bin",
+    ".ckpt",
+    ".pt",
+    ".pth",
+    ".msgpack",
+    ".h5",
+    ".pb",
+    ".onnx",
+    ".onnx_data",
+    ".gguf",
 )
 
 
@@ -1296,7 +1447,9 @@ def checkpoint_format(checkpoint: str | os.PathLike) -> CheckpointFormat:
     """
     path = Path(checkpoint).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}. Received: checkpoint={str(checkpoint)!r}")
+        raise FileNotFoundError(
+            f"No checkpoint at {path}. Received: checkpoint={str(checkpoint)!r}"
+        )
     return "diffusers" if path.is_dir() else "compvis"
 
 
@@ -1443,7 +1596,9 @@ def save_diffusers_stream(
     return written
 
 
-def _iter_folder_merge(target, terms, target_coef, take, report) -> Iterator[tuple[str, np.ndarray]]:
+def _iter_folder_merge(
+    target, terms, target_coef, take, report
+) -> Iterator[tuple[str, np.ndarray]]:
     """The merged tensors of diffusers folders, one subfolder after another."""
     from kerasmorph import merging
 
@@ -1495,8 +1650,10 @@ def _copy_pipeline_files(target: Path, out: Path, merged: Mapping[str, Path]) ->
     for subfolder, source in merged.items():
         for entry in sorted((source / subfolder).iterdir()):
             # `*.index.json` lists the shards of a weight file not written here.
-            if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith(
-                _WEIGHT_SUFFIXES + (".index.json",)
+            if (
+                entry.is_file()
+                and not entry.name.startswith(".")
+                and not entry.name.endswith(_WEIGHT_SUFFIXES + (".index.json",))
             ):
                 shutil.copy2(entry, out / subfolder / entry.name)
     return unmerged
@@ -1609,7 +1766,9 @@ def merge_checkpoints(
     for component in take:
         if component not in merging.COMPONENT_PREFIXES:
             valid = ", ".join(repr(name) for name in merging.COMPONENT_PREFIXES)
-            raise ValueError(f"`take` keys must be components: {valid}. Received: take key {component!r}")
+            raise ValueError(
+                f"`take` keys must be components: {valid}. Received: take key {component!r}"
+            )
     if dtype is not None:
         try:
             floating = np.issubdtype(np.dtype(dtype), np.floating)

@@ -61,7 +61,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--width", type=_positive_int, help="image width (multiple of 64)")
     group.add_argument("--weights-dir", help="directory searched first for weight files")
     group.add_argument(
-        "--embedding", action="append", default=[], metavar="FILE",
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="FILE",
         help="textual-inversion file (A1111 .pt/.safetensors or diffusers "
         "learned_embeds) whose token prompts may use (repeatable)",
     )
@@ -94,7 +97,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     sampling.add_argument("--seed", type=_non_negative_int, default=0, help="noise seed")
     sampling.add_argument("--negative-prompt", default=None)
     sampling.add_argument(
-        "--long-prompts", action="store_true",
+        "--long-prompts",
+        action="store_true",
         help="encode prompts (and the negative prompt) over 77 tokens in 75-token "
         "chunks, concatenated as A1111 does, instead of failing",
     )
@@ -139,8 +143,14 @@ def build_explorer(args: argparse.Namespace):
     strategy_name = getattr(args, "strategy", "none")
     embeddings = tuple(getattr(args, "embedding", ()))
     key = (
-        name, args.height, args.width, args.jit, args.precision, args.weights_dir,
-        strategy_name, embeddings,
+        name,
+        args.height,
+        args.width,
+        args.jit,
+        args.precision,
+        args.weights_dir,
+        strategy_name,
+        embeddings,
     )
     if _last_explorer is not None and _last_explorer[0] == key:
         explorer = _last_explorer[1]
@@ -165,13 +175,13 @@ def build_explorer(args: argparse.Namespace):
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    from kerasmorph.presets import PRESETS
-    from kerasmorph.weights import find_weights, search_dirs
-
     import keras
     import keras_cv
     import numpy as np
     import tensorflow as tf
+
+    from kerasmorph.presets import PRESETS
+    from kerasmorph.weights import find_weights, search_dirs
 
     report = {
         "kerasmorph": kerasmorph.__version__,
@@ -182,8 +192,7 @@ def _run_info(args: argparse.Namespace) -> int:
         "numpy": np.__version__,
         "backend": keras.config.backend(),
         "devices": [
-            f"{device.device_type}:{device.name}"
-            for device in tf.config.list_physical_devices()
+            f"{device.device_type}:{device.name}" for device in tf.config.list_physical_devices()
         ],
         "weights_searched": [str(d) for d in search_dirs(args.weights_dir)],
         "precision_auto": _auto_plan_report(),
@@ -299,16 +308,21 @@ def add_walk_arguments(parser: argparse.ArgumentParser, *, frames: int | None) -
     )
     output.add_argument("--fps", type=float, default=10.0, help="GIF/MP4 frame rate")
     output.add_argument(
-        "--rubber-band", action="store_true",
+        "--rubber-band",
+        action="store_true",
         help="GIF: play forwards then backwards (frames + frames[2:-1] reversed)",
     )
     resume = output.add_mutually_exclusive_group()
     resume.add_argument(
-        "--resume", dest="overwrite", action="store_false",
+        "--resume",
+        dest="overwrite",
+        action="store_false",
         help="(default) a directory --out is a resumable render: finished frames are kept",
     )
     resume.add_argument(
-        "--overwrite", dest="overwrite", action="store_true",
+        "--overwrite",
+        dest="overwrite",
+        action="store_true",
         help="replace a render directory made with other settings",
     )
     parser.set_defaults(overwrite=False)
@@ -320,7 +334,9 @@ def add_walk_arguments(parser: argparse.ArgumentParser, *, frames: int | None) -
 def add_strategy_argument(parser: argparse.ArgumentParser) -> None:
     """Adds --strategy, how frames are spread over devices and workers."""
     parser.add_argument(
-        "--strategy", choices=("none", "mirrored", "tpu", "multiworker"), default="none",
+        "--strategy",
+        choices=("none", "mirrored", "tpu", "multiworker"),
+        default="none",
         help="mirrored: every local GPU (or device); tpu: a Cloud/Colab TPU; "
         "multiworker: this worker's share of the frames, from TF_CONFIG",
     )
@@ -411,13 +427,21 @@ def _render_spec(
         options = {**options, "long_prompts": True}
     total = num_frames * num_frames if kind == "grid" else num_frames
     spec = renders.RenderSpec(
-        kind=kind, prompts=tuple(prompts), seeds=tuple(seeds), num_frames=num_frames,
-        schedule=schedule, options=options, model=explorer.preset.name,
+        kind=kind,
+        prompts=tuple(prompts),
+        seeds=tuple(seeds),
+        num_frames=num_frames,
+        schedule=schedule,
+        options=options,
+        model=explorer.preset.name,
         weights=renders.weights_fingerprint(explorer),
-        img_height=explorer.img_height, img_width=explorer.img_width,
+        img_height=explorer.img_height,
+        img_width=explorer.img_width,
         # The resolved policies, not "auto": they decide the frames' last bits.
-        precision=_resolved_precision(explorer), jit_compile=explorer.jit_compile,
-        num_steps=args.steps, unconditional_guidance_scale=args.guidance,
+        precision=_resolved_precision(explorer),
+        jit_compile=explorer.jit_compile,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
         negative_prompt=args.negative_prompt,
         batch_size=explorer.batch_size_for(total, args.batch_size),
     )
@@ -492,7 +516,10 @@ def add_adaptive_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds --adaptive/--max-frames to the subcommands that render a 1-D path."""
     group = parser.add_argument_group("adaptive spacing")
     group.add_argument(
-        "--adaptive", type=float, metavar="THRESHOLD", default=None,
+        "--adaptive",
+        type=float,
+        metavar="THRESHOLD",
+        default=None,
         help="bisect where neighbouring frames differ by more than THRESHOLD (mean "
         "absolute pixel difference / 255, e.g. 0.05); --frames is the first grid",
     )
@@ -501,8 +528,10 @@ def add_adaptive_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _render_adaptive(args: argparse.Namespace, encodings, noises, schedule: str, noise_method: str) -> int:
-    from kerasmorph import adaptive, plotting
+def _render_adaptive(
+    args: argparse.Namespace, encodings, noises, schedule: str, noise_method: str
+) -> int:
+    from kerasmorph import adaptive
 
     out = check_output_path(args.out)
     if args.max_frames is None:
@@ -511,16 +540,21 @@ def _render_adaptive(args: argparse.Namespace, encodings, noises, schedule: str,
     result = adaptive.refine(
         explorer,
         adaptive.keyframe_path(encodings, noises, schedule=schedule, noise_method=noise_method),
-        threshold=args.adaptive, max_frames=args.max_frames, initial_frames=args.frames,
-        num_steps=args.steps, unconditional_guidance_scale=args.guidance,
+        threshold=args.adaptive,
+        max_frames=args.max_frames,
+        initial_frames=args.frames,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
         batch_size=args.batch_size,
     )
     print(write_frames(out, result.frames, args))
     figure = adaptive.plot_changes(result)
     plot = out.with_name(f"{out.stem or out.name}.changes.png")
     figure.savefig(plot)
-    print(f"{plot}: {len(result.positions)} frames, largest change "
-          f"{result.changes_before.max():.3f} -> {result.changes_after.max():.3f}")
+    print(
+        f"{plot}: {len(result.positions)} frames, largest change "
+        f"{result.changes_before.max():.3f} -> {result.changes_after.max():.3f}"
+    )
     return 0
 
 
@@ -533,15 +567,26 @@ def _run_interpolate(args: argparse.Namespace) -> int:
         noises = np.repeat(args._explorer.noise(1, args.seed), len(args.prompts), axis=0)
         return _render_adaptive(args, encodings, noises, _schedule(args, "linear"), "slerp")
     return _render_spec(
-        args, "interpolate", args.prompts, [args.seed], args.frames,
-        _schedule(args, "linear"), {},
+        args,
+        "interpolate",
+        args.prompts,
+        [args.seed],
+        args.frames,
+        _schedule(args, "linear"),
+        {},
     )
 
 
 def _run_grid(args: argparse.Namespace) -> int:
     return _render_spec(
-        args, "grid", args.prompts, [args.seed], args.size, _schedule(args, "linear"),
-        {"vary_noise": args.vary_noise}, num_columns=args.size,
+        args,
+        "grid",
+        args.prompts,
+        [args.seed],
+        args.size,
+        _schedule(args, "linear"),
+        {"vary_noise": args.vary_noise},
+        num_columns=args.size,
     )
 
 
@@ -552,7 +597,12 @@ def _run_walk(args: argparse.Namespace) -> int:
         "direction_seed": args.direction_seed,
     }
     return _render_spec(
-        args, "walk", [args.prompt], [args.seed], args.frames, _schedule(args, "linear"),
+        args,
+        "walk",
+        [args.prompt],
+        [args.seed],
+        args.frames,
+        _schedule(args, "linear"),
         options,
     )
 
@@ -575,17 +625,20 @@ def _run_morph_seeds(args: argparse.Namespace) -> int:
         encodings = np.repeat(encoding, len(args.seeds), axis=0)
         return _render_adaptive(args, encodings, noises, _schedule(args, "ease"), args.noise_method)
     return _render_spec(
-        args, "morph-seeds", [args.prompt], args.seeds, args.frames,
-        _schedule(args, "ease"), {"noise_method": args.noise_method},
+        args,
+        "morph-seeds",
+        [args.prompt],
+        args.seeds,
+        args.frames,
+        _schedule(args, "ease"),
+        {"noise_method": args.noise_method},
     )
 
 
 def _check_image_out(out: str) -> Path:
     path = Path(out)
     if path.suffix.lower() not in GRID_SUFFIXES:
-        raise CommandError(
-            f"--out must end in .png, .jpg, .jpeg or .webp. Received: --out {out}"
-        )
+        raise CommandError(f"--out must end in .png, .jpg, .jpeg or .webp. Received: --out {out}")
     return path
 
 
@@ -610,8 +663,12 @@ def _run_img2img(args: argparse.Namespace) -> int:
     explorer = build_explorer(args)
     image = _loaded_images(explorer, [args.image], args.fit)
     frames = explorer.image_to_image(
-        image, args.prompt, strength=args.strength, num_steps=args.steps,
-        unconditional_guidance_scale=args.guidance, seed=args.seed,
+        image,
+        args.prompt,
+        strength=args.strength,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        seed=args.seed,
         negative_prompt=args.negative_prompt,
     )
     print(export.save_frame(out, frames[0]))
@@ -626,8 +683,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
     explorer = build_explorer(args)
     image = _loaded_images(explorer, [args.image], args.fit)
     result = sweeps.sweep(
-        explorer, args.prompt, args.param, values, image=image, seed=args.seed,
-        num_steps=args.steps, unconditional_guidance_scale=args.guidance,
+        explorer,
+        args.prompt,
+        args.param,
+        values,
+        image=image,
+        seed=args.seed,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
         strength=args.strength,
     )
     if out.suffix.lower() in GRID_SUFFIXES:
@@ -645,8 +708,12 @@ def _run_inpaint(args: argparse.Namespace) -> int:
     explorer = build_explorer(args)
     image = _loaded_images(explorer, [args.image], args.fit)
     result = explorer.inpaint(
-        image, args.mask, args.prompt, num_steps=args.steps,
-        unconditional_guidance_scale=args.guidance, seed=args.seed,
+        image,
+        args.mask,
+        args.prompt,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        seed=args.seed,
         feather_radius=args.feather,
     )
     print(export.save_frame(out, result.composite[0]))
@@ -668,9 +735,15 @@ def _run_morph_images(args: argparse.Namespace) -> int:
     def build(explorer):
         images = _loaded_images(explorer, args.images, args.fit)
         return walks.image_morph_walk(
-            explorer, list(images), args.prompts, args.frames, schedule=schedule,
-            num_steps=args.steps, inversion_guidance=args.guidance,
-            num_refinements=args.inversion_refinements, long_prompts=args.long_prompts,
+            explorer,
+            list(images),
+            args.prompts,
+            args.frames,
+            schedule=schedule,
+            num_steps=args.steps,
+            inversion_guidance=args.guidance,
+            num_refinements=args.inversion_refinements,
+            long_prompts=args.long_prompts,
         )
 
     return _render_walk(args, build)
@@ -680,10 +753,16 @@ def _run_bench(args: argparse.Namespace) -> int:
     from kerasmorph import bench
 
     config = bench.BenchConfig(
-        model=args.model, img_height=args.height, img_width=args.width,
-        num_steps=args.steps, batch_size=args.batch_size, precision=args.precision,
-        num_rounds=args.rounds, compare=tuple(args.compare or ()),
-        weights_dir=args.weights_dir, seed=args.seed,
+        model=args.model,
+        img_height=args.height,
+        img_width=args.width,
+        num_steps=args.steps,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        num_rounds=args.rounds,
+        compare=tuple(args.compare or ()),
+        weights_dir=args.weights_dir,
+        seed=args.seed,
     )
     report = bench.run_bench(
         config, log=lambda message: print(f"kerasmorph bench: {message}", file=sys.stderr)
@@ -697,7 +776,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     """Adds --fit, the policy that brings input images to the model size."""
     parser.add_argument(
-        "--fit", choices=("resize", "center-crop", "pad"), default="resize",
+        "--fit",
+        choices=("resize", "center-crop", "pad"),
+        default="resize",
         help="how input images are brought to the model size (default: resize)",
     )
 
@@ -720,7 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("prompt")
     generate.add_argument("--out", required=True, help="image path (.png/.jpg/.webp)")
     generate.add_argument(
-        "--num-images", type=_positive_int, default=1,
+        "--num-images",
+        type=_positive_int,
+        default=1,
         help="images from seeds' streams 0..N-1 (written as OUT_000.png, ...)",
     )
     generate.add_argument(
@@ -741,9 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
     grid = subparsers.add_parser("grid", help="bilinear grid of 4 prompts")
     grid.add_argument("prompts", nargs=4, metavar="PROMPT", help="TL TR BL BR")
     grid.add_argument("--size", type=_positive_int, default=4, help="frames per side")
-    grid.add_argument(
-        "--vary-noise", action="store_true", help="a different noise for every cell"
-    )
+    grid.add_argument("--vary-noise", action="store_true", help="a different noise for every cell")
     add_walk_arguments(grid, frames=None)
     grid.set_defaults(run=_run_grid)
 
@@ -752,7 +833,9 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--step-size", type=float, default=0.005, help="element-wise step")
     walk.add_argument("--norm", type=float, default=None, help="L2 length of each step instead")
     walk.add_argument(
-        "--direction-seed", type=_non_negative_int, default=None,
+        "--direction-seed",
+        type=_non_negative_int,
+        default=None,
         help="walk in a random direction drawn from this seed (default: all ones)",
     )
     add_walk_arguments(walk, frames=20)
@@ -771,7 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds", type=_non_negative_int, nargs="+", default=[1, 2], help="2+ seeds"
     )
     morph_seeds.add_argument(
-        "--noise-method", choices=("variance_preserving", "slerp"),
+        "--noise-method",
+        choices=("variance_preserving", "slerp"),
         default="variance_preserving",
     )
     add_walk_arguments(morph_seeds, frames=10)
@@ -794,12 +878,11 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("image")
     sweep.add_argument("prompt")
     sweep.add_argument(
-        "--param", choices=("strength", "guidance", "num_steps", "prompt_weight"),
+        "--param",
+        choices=("strength", "guidance", "num_steps", "prompt_weight"),
         default="strength",
     )
-    sweep.add_argument(
-        "--range", required=True, help="start:stop:step (stop included) or a,b,c"
-    )
+    sweep.add_argument("--range", required=True, help="start:stop:step (stop included) or a,b,c")
     sweep.add_argument(
         "--strength", type=_unit_float, default=0.75, help="img2img strength when not swept"
     )
@@ -812,7 +895,8 @@ def build_parser() -> argparse.ArgumentParser:
     inpaint.add_argument("mask", help="white = repaint, black = keep; any size or mode")
     inpaint.add_argument("prompt")
     inpaint.add_argument(
-        "--out", required=True,
+        "--out",
+        required=True,
         help="the result with the original pasted outside the mask (feathered)",
     )
     inpaint.add_argument("--raw-out", help="also write the decoded result without the paste")
@@ -828,11 +912,11 @@ def build_parser() -> argparse.ArgumentParser:
         "morph-images", help="morph between real images by DDIM inversion"
     )
     morph_images.add_argument("images", nargs="+", metavar="IMAGE")
+    morph_images.add_argument("--prompts", nargs="+", required=True, help="one prompt per image")
     morph_images.add_argument(
-        "--prompts", nargs="+", required=True, help="one prompt per image"
-    )
-    morph_images.add_argument(
-        "--inversion-refinements", type=_non_negative_int, default=0,
+        "--inversion-refinements",
+        type=_non_negative_int,
+        default=0,
         help="fixed-point iterations per inversion step (exacter, slower)",
     )
     add_image_arguments(morph_images)
@@ -844,9 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("manifest", help="a render directory or its manifest.json")
     render.add_argument("--weights-dir", help="directory searched first for weight files")
-    render.add_argument(
-        "--overwrite", action="store_true", help=argparse.SUPPRESS
-    )
+    render.add_argument("--overwrite", action="store_true", help=argparse.SUPPRESS)
     add_strategy_argument(render)
     render.add_argument("--quiet", action="store_true", help="no progress bar")
     render.set_defaults(run=_run_render)
@@ -863,22 +945,26 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     bench.add_argument("--model", choices=("tiny", "sd1", "sd2"), default="sd1")
-    bench.add_argument(
-        "--height", type=_positive_int, help="image height (default 256; tiny: 128)"
-    )
+    bench.add_argument("--height", type=_positive_int, help="image height (default 256; tiny: 128)")
     bench.add_argument("--width", type=_positive_int, help="image width (default 256; tiny: 128)")
     bench.add_argument("--steps", type=_positive_int, default=5, help="denoising steps")
     bench.add_argument(
-        "--batch-size", type=_positive_int, default=None,
+        "--batch-size",
+        type=_positive_int,
+        default=None,
         help="images per generation (default: the device's default for the size)",
     )
     bench.add_argument(
-        "--precision", choices=PRECISION_OPTIONS, default="auto",
+        "--precision",
+        choices=PRECISION_OPTIONS,
+        default="auto",
         help="precision of kerasmorph's fast variant (default: auto)",
     )
     bench.add_argument("--rounds", type=_positive_int, default=3, help="timed rounds")
     bench.add_argument(
-        "--compare", choices=("diffusers",), action="append",
+        "--compare",
+        choices=("diffusers",),
+        action="append",
         help="also time diffusers' UNet (PyTorch CPU; skipped with a reason if absent)",
     )
     bench.add_argument("--weights-dir", help="directory searched first for weight files")
@@ -905,7 +991,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"kerasmorph {args.command}: error: {message}", file=sys.stderr)
         return 2
-
 
 
 # ------------------------------------------------ checkpoints: convert, merge, similarity
@@ -969,8 +1054,7 @@ def _run_merge(args: argparse.Namespace) -> int:
     modes = [bool(args.add), args.weighted_sum is not None, args.add_difference is not None]
     if sum(modes) != 1:
         raise CommandError(
-            "give exactly one of --base with --add, --weighted-sum A B or "
-            "--add-difference A B C"
+            "give exactly one of --base with --add, --weighted-sum A B or --add-difference A B C"
         )
     if args.add and args.base is None:
         raise CommandError("--add needs --base (the model the fine-tunes started from)")
@@ -1060,9 +1144,7 @@ def add_checkpoint_commands(subparsers) -> None:
         "checkpoint", help="a .safetensors/.ckpt single file or a diffusers folder"
     )
     convert.add_argument("--out", required=True, help="output directory")
-    convert.add_argument(
-        "--family", choices=("sd1", "sd2"), default=None, help="default: detected"
-    )
+    convert.add_argument("--family", choices=("sd1", "sd2"), default=None, help="default: detected")
     convert.add_argument("--overwrite", action="store_true", help="replace existing files")
     convert.set_defaults(run=_run_convert, quiet=True)
 
@@ -1078,8 +1160,12 @@ def add_checkpoint_commands(subparsers) -> None:
     )
     merge.add_argument("--base", help="the model the --add fine-tunes started from")
     merge.add_argument(
-        "--add", action="append", default=[], type=_model_and_coefficient,
-        metavar="PATH:COEF", help="add COEF x (PATH - base) (repeatable)",
+        "--add",
+        action="append",
+        default=[],
+        type=_model_and_coefficient,
+        metavar="PATH:COEF",
+        help="add COEF x (PATH - base) (repeatable)",
     )
     merge.add_argument(
         "--weighted-sum", nargs=2, metavar=("A", "B"), help="A x (1 - alpha) + B x alpha"
@@ -1089,12 +1175,14 @@ def add_checkpoint_commands(subparsers) -> None:
     )
     merge.add_argument("--alpha", type=float, default=0.5, help="default 0.5")
     merge.add_argument(
-        "--take-vae", metavar="FROM",
+        "--take-vae",
+        metavar="FROM",
         help="copy the whole VAE from FROM (for folders: FROM's vae/ subfolder, config included)",
     )
     merge.add_argument("--half", action="store_true", help="store float16")
     merge.add_argument(
-        "--out", required=True,
+        "--out",
+        required=True,
         help="single files: a .safetensors file, or a directory DIR getting "
         "DIR/merged.safetensors plus its KerasCV conversion (then use --model DIR). "
         "diffusers folders: a directory DIR that becomes the merged diffusers folder "
@@ -1102,9 +1190,9 @@ def add_checkpoint_commands(subparsers) -> None:
         "diffusers' from_pretrained(DIR) reads it) plus its KerasCV conversion",
     )
     merge.add_argument(
-        "--no-convert", action="store_true",
-        help="with a directory --out, write the merged checkpoint only, not its "
-        "KerasCV conversion",
+        "--no-convert",
+        action="store_true",
+        help="with a directory --out, write the merged checkpoint only, not its KerasCV conversion",
     )
     merge.set_defaults(run=_run_merge, quiet=True)
 
@@ -1114,9 +1202,7 @@ def add_checkpoint_commands(subparsers) -> None:
     )
     similarity.add_argument("a", help="a single-file checkpoint or a diffusers folder")
     similarity.add_argument("b", help="another, of the same kind")
-    similarity.add_argument(
-        "--base", help="compare the task vectors A - BASE and B - BASE instead"
-    )
+    similarity.add_argument("--base", help="compare the task vectors A - BASE and B - BASE instead")
     similarity.add_argument("--plot", help="histogram image (.png)")
     similarity.add_argument("--csv", help="per-layer table (.csv)")
     similarity.set_defaults(run=_run_similarity, quiet=True)

@@ -1,11 +1,15 @@
 """What the machine can do fast: `precision="auto"` and the default batch size.
 
-| device | `precision="auto"` gives | denoising step | default batch (≤256² / ≤512² / larger) |
+Default batch sizes are given for ≤256² / ≤512² / larger images.
+
+| device | `precision="auto"` gives | denoising step | default batch |
 |---|---|---|---|
-| CPU with AMX or AVX512-BF16 | UNet in pure `"bfloat16"` (weights stored in bf16 once) | `tf.function` without XLA (oneDNN uses the bf16 units; XLA on CPU does not) | 4 / 2 / 1 |
+| CPU with AMX/AVX512-BF16 | UNet in `"bfloat16"` (1) | `tf.function`, no XLA (2) | 4 / 2 / 1 |
 | other CPU | `"float32"` | XLA | 4 / 2 / 1 |
 | CUDA GPU | UNet in `"mixed_float16"` | XLA | 8 / 4 / 2 |
 | TPU | UNet in `"mixed_bfloat16"` | XLA | 8 / 8 / 4 |
+
+(1) weights stored in bf16 once. (2) oneDNN uses the bf16 units; XLA on CPU does not.
 
 In every case the text encoder and the VAE stay float32 (a prompt costs
 ~0.15 s to encode, and encodings are what walks interpolate), the VAE decoder
@@ -24,6 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 from typing import Literal
+
+from kerasmorph.constants import PRECISION_OPTIONS
 
 Device = Literal["cpu-bf16", "cpu", "gpu", "tpu"]
 DEVICES: tuple[str, ...] = ("cpu-bf16", "cpu", "gpu", "tpu")
@@ -118,19 +124,14 @@ def resolve_precision(
     Raises:
         ValueError: for an unknown precision or device.
     """
-    from kerasmorph.presets import PRECISION_OPTIONS
-
     if precision not in PRECISION_OPTIONS:
         valid = ", ".join(repr(p) for p in PRECISION_OPTIONS)
-        raise ValueError(
-            f"`precision` must be one of {valid}. Received: precision={precision!r}"
-        )
+        raise ValueError(f"`precision` must be one of {valid}. Received: precision={precision!r}")
     if device is None:
         device = detect_device()
     if device not in DEVICES:
         raise ValueError(
-            f"`device` must be one of {', '.join(map(repr, DEVICES))}. "
-            f"Received: device={device!r}"
+            f"`device` must be one of {', '.join(map(repr, DEVICES))}. Received: device={device!r}"
         )
     text_policy = unet_policy = precision
     step_jit = True
@@ -138,7 +139,8 @@ def resolve_precision(
         text_policy = "float32"
         unet_policy, step_jit, reason = {
             "cpu-bf16": (
-                "bfloat16", False,
+                "bfloat16",
+                False,
                 "CPU with AMX/AVX512-BF16: bf16 UNet weights through oneDNN, no XLA",
             ),
             "cpu": ("float32", True, "CPU without bf16 units: float32 with XLA"),

@@ -3,10 +3,9 @@
 Textual inversion learns new input vectors for the text encoder's token
 embedding. This module reads them from the two common formats,
 
-| format | contents |
-|---|---|
-| A1111 `.pt` / `.safetensors` | `{"string_to_param": {"*": (n, D)}, "name": ...}` or `{"emb_params": (n, D)}` |
-| diffusers `learned_embeds.bin` / `.safetensors` | `{"<token>": (D,) or (n, D)}` |
+- A1111 `.pt` / `.safetensors`: `{"string_to_param": {"*": (n, D)}, "name": ...}`
+  or `{"emb_params": (n, D)}`;
+- diffusers `learned_embeds.bin` / `.safetensors`: `{"<token>": (D,) or (n, D)}`;
 
 adds their tokens (lowercased: KerasCV's tokenizer lowercases every prompt) to
 the tokenizer, and grows the text encoder's token embedding to hold them. An
@@ -106,8 +105,7 @@ def _read_file(path: Path) -> dict[str, Any]:
                 f"Cause: {type(error).__name__}: {error}"
             ) from error
     raise ValueError(
-        "An embedding file must end in .safetensors, .pt or .bin. "
-        f"Received: path={str(path)!r}"
+        f"An embedding file must end in .safetensors, .pt or .bin. Received: path={str(path)!r}"
     )
 
 
@@ -139,12 +137,17 @@ def load_textual_inversion(
         params = dict(content["string_to_param"])
         if len(params) != 1:
             raise ValueError(
-                f"Expected one embedding in string_to_param of {path}. Received: keys {sorted(params)}"
+                f"Expected one embedding in string_to_param of {path}. "
+                f"Received: keys {sorted(params)}"
             )
         vectors = _as_vectors(next(iter(params.values())), "string_to_param")
         return [TextualInversion(_check_token(token or path.stem), vectors)]
     if "emb_params" in content:  # A1111 .safetensors
-        return [TextualInversion(_check_token(token or path.stem), _as_vectors(content["emb_params"], "emb_params"))]
+        return [
+            TextualInversion(
+                _check_token(token or path.stem), _as_vectors(content["emb_params"], "emb_params")
+            )
+        ]
     if any(key.startswith("clip_") for key in content):
         raise ValueError(
             f"{path} is an SDXL embedding ({', '.join(sorted(content))}); kerasmorph "
@@ -392,7 +395,9 @@ def token_walk(
     if not isinstance(prompt, str) or prompt.count("{}") != 1:
         raise ValueError(f"`prompt` must contain exactly one '{{}}'. Received: prompt={prompt!r}")
     if not isinstance(num_frames, int) or isinstance(num_frames, bool) or num_frames < 2:
-        raise ValueError(f"`num_frames` must be an integer >= 2. Received: num_frames={num_frames!r}")
+        raise ValueError(
+            f"`num_frames` must be an integer >= 2. Received: num_frames={num_frames!r}"
+        )
     start_tokens = explorer.tokenize(prompt.format(start_word))
     end_tokens = explorer.tokenize(prompt.format(end_word))
     start_count = len(explorer.tokenizer.encode(prompt.format(start_word)))

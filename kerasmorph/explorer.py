@@ -96,8 +96,7 @@ def chunk_tokens(tokens: Sequence[int]) -> list[list[int]]:
         body = body[:-1]
     runs = [body[i : i + CHUNK_LENGTH] for i in range(0, len(body), CHUNK_LENGTH)] or [[]]
     return [
-        [START_TOKEN, *run, END_TOKEN] + [END_TOKEN] * (CHUNK_LENGTH - len(run))
-        for run in runs
+        [START_TOKEN, *run, END_TOKEN] + [END_TOKEN] * (CHUNK_LENGTH - len(run)) for run in runs
     ]
 
 
@@ -281,9 +280,9 @@ class Explorer:
             path = self._weight_paths.get(name)
             if path is None and name in self.preset.weight_files:
                 file = self.preset.weight_files[name]
-                path = weights_lib.resolve_weights(
-                    {name: file}, self.weights_dir, self.download
-                )[name]
+                path = weights_lib.resolve_weights({name: file}, self.weights_dir, self.download)[
+                    name
+                ]
                 self._weight_paths[name] = path
             # The VAE stays float32: a float16 VAE overflows.
             precision = {
@@ -634,8 +633,7 @@ class Explorer:
             prompts = list(prompt)
         else:
             raise ValueError(
-                "`prompt` must be a string or a list of strings. "
-                f"Received: prompt={prompt!r}"
+                f"`prompt` must be a string or a list of strings. Received: prompt={prompt!r}"
             )
         if not prompts:
             raise ValueError("`prompt` must not be empty. Received: prompt=[]")
@@ -652,9 +650,7 @@ class Explorer:
             return encoded
         num_chunks = np.cumsum([len(t) // MAX_PROMPT_LENGTH for t in token_lists])[:-1]
         # (k_i, 77, D) -> (1, 77·k_i, D) per prompt, then padded to the longest.
-        encodings = [
-            part.reshape(1, -1, part.shape[-1]) for part in np.split(encoded, num_chunks)
-        ]
+        encodings = [part.reshape(1, -1, part.shape[-1]) for part in np.split(encoded, num_chunks)]
         return np.concatenate(self.pad_encodings(encodings))
 
     def _encode_tokens(self, tokens: np.ndarray) -> np.ndarray:
@@ -749,8 +745,9 @@ class Explorer:
         """The (1, 77·k, D) encoding of the empty (or negative) prompt, cached.
 
         k = 1 unless a negative prompt over 75 tokens is chunk-encoded or
-        `sequence_length` asks for more. This is the unconditional pass of classifier-free guidance. For prompt
-        encodings of 77·k tokens it must be 77·k long too: the empty prompt's
+        `sequence_length` asks for more. This is the unconditional pass of
+        classifier-free guidance. For prompt encodings of 77·k tokens it must
+        be 77·k long too: the empty prompt's
         encoding repeated k times, or a negative prompt's chunk encodings
         padded with empty chunks (`pad_encodings`).
 
@@ -794,9 +791,7 @@ class Explorer:
         """
         long_negative = self.long_prompts or encodings.shape[-2] > MAX_PROMPT_LENGTH
         try:
-            unconditional = self.unconditional_context(
-                negative_prompt, long_prompts=long_negative
-            )
+            unconditional = self.unconditional_context(negative_prompt, long_prompts=long_negative)
         except ValueError as error:
             # Say why the negative prompt was not chunk-encoded here, then the cause.
             raise ValueError(
@@ -827,9 +822,7 @@ class Explorer:
         """
         _check_count("num", num)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(
-                f"`seed` must be a non-negative integer. Received: seed={seed!r}"
-            )
+            raise ValueError(f"`seed` must be a non-negative integer. Received: seed={seed!r}")
         return np.stack(
             [
                 np.random.default_rng([int(seed), index]).standard_normal(
@@ -1247,7 +1240,10 @@ class Explorer:
             noise,
         )
         final = self._denoise_with_keep(
-            noise, self._prompt_encodings(prompt, count), keep, num_steps,
+            noise,
+            self._prompt_encodings(prompt, count),
+            keep,
+            num_steps,
             unconditional_guidance_scale,
         )
         generated = self.decode(final)
@@ -1294,9 +1290,14 @@ class Explorer:
         encodings = self._prompt_encodings(prompt, len(latents))
         schedule = sampler_lib.DDIMSchedule.create(num_steps)
         batch_size = self._batch_size(len(latents), None)
-        if isinstance(num_refinements, bool) or not isinstance(num_refinements, int) or num_refinements < 0:
+        if (
+            isinstance(num_refinements, bool)
+            or not isinstance(num_refinements, int)
+            or num_refinements < 0
+        ):
             raise ValueError(
-                f"`num_refinements` must be an integer >= 0. Received: num_refinements={num_refinements!r}"
+                "`num_refinements` must be an integer >= 0. "
+                f"Received: num_refinements={num_refinements!r}"
             )
         encodings, unconditional = self._guidance_contexts(encodings, None)
         unconditional = np.repeat(unconditional, batch_size, 0)
@@ -1308,8 +1309,12 @@ class Explorer:
             batch_encodings, _ = _pad_rows(encodings[indices], batch_size)
             outputs.append(
                 sampler.invert(
-                    batch_latents, batch_encodings, unconditional, schedule,
-                    unconditional_guidance_scale, num_refinements=num_refinements,
+                    batch_latents,
+                    batch_encodings,
+                    unconditional,
+                    schedule,
+                    unconditional_guidance_scale,
+                    num_refinements=num_refinements,
                     on_step=progbar,
                 )[:num_real]
             )
@@ -1322,8 +1327,13 @@ class Explorer:
         encodings, unconditional = self._guidance_contexts(encodings, None)
         unconditional = np.repeat(unconditional, len(latents), axis=0)
         final = self.sampler_for(encodings.shape[1]).sample(
-            latents, encodings, unconditional, schedule, guidance,
-            on_step=self._progbar(num_steps), keep=keep,
+            latents,
+            encodings,
+            unconditional,
+            schedule,
+            guidance,
+            on_step=self._progbar(num_steps),
+            keep=keep,
         )
         _check_finite(final, "denoising", self.precision)
         return final
@@ -1331,8 +1341,7 @@ class Explorer:
     def _image_noise(self, num: int, seed, diffusion_noise) -> np.ndarray:
         if diffusion_noise is not None and seed is not None:
             raise ValueError(
-                "Pass either `diffusion_noise` or `seed`, not both. "
-                f"Received: seed={seed}"
+                f"Pass either `diffusion_noise` or `seed`, not both. Received: seed={seed}"
             )
         if diffusion_noise is not None:
             noise = self._check_noise(diffusion_noise)
@@ -1499,7 +1508,11 @@ class InpaintResult:
 
 
 def _check_unit_interval(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value <= 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating))
+        or not 0 <= value <= 1
+    ):
         raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={value!r}")
 
 
@@ -1530,8 +1543,7 @@ def _check_finite(array: np.ndarray, stage: str, precision: str) -> None:
         else "Check the weights and the inputs for NaN/Inf."
     )
     raise NonFiniteOutputError(
-        f"{stage.capitalize()} produced NaN or Inf values under precision="
-        f"{precision!r}. {hint}"
+        f"{stage.capitalize()} produced NaN or Inf values under precision={precision!r}. {hint}"
     )
 
 

@@ -61,9 +61,7 @@ Frames = np.ndarray | Iterable[np.ndarray]
 # that plays as written.
 _GIF_MIN_DELAY_CENTISECONDS = 2
 
-_VIDEO_PIP_HINT = (
-    'pip install "kerasmorph[video]"  (or: pip install imageio imageio-ffmpeg)'
-)
+_VIDEO_PIP_HINT = 'pip install "kerasmorph[video]"  (or: pip install imageio imageio-ffmpeg)'
 
 
 # ---------------------------------------------------------------------------
@@ -71,9 +69,7 @@ _VIDEO_PIP_HINT = (
 # ---------------------------------------------------------------------------
 
 
-def _check_frame(
-    frame: np.ndarray, index: int, reference_shape: tuple[int, ...] | None
-) -> None:
+def _check_frame(frame: np.ndarray, index: int, reference_shape: tuple[int, ...] | None) -> None:
     """Raises a ValueError unless `frame` is an RGB uint8 frame.
 
     Args:
@@ -100,8 +96,7 @@ def _check_frame(
         )
     if frame.shape[0] == 0 or frame.shape[1] == 0:
         raise ValueError(
-            "Frames must be at least 1x1 pixels. "
-            f"Received: frame {index} with shape {frame.shape}"
+            f"Frames must be at least 1x1 pixels. Received: frame {index} with shape {frame.shape}"
         )
     if frame.dtype != np.uint8:
         raise ValueError(
@@ -169,8 +164,7 @@ def _iter_frames(frames: Frames) -> Iterator[np.ndarray]:
             index += 1
     if index == 0:
         raise ValueError(
-            "`frames` is empty: there is nothing to write. "
-            f"Received: frames={_describe(frames)}"
+            f"`frames` is empty: there is nothing to write. Received: frames={_describe(frames)}"
         )
 
 
@@ -200,9 +194,7 @@ def _check_positive_number(value: Any, name: str) -> float:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(
-            f"`{name}` must be a positive, finite number. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be a positive, finite number. Received: {name}={value!r}")
     return float(value)
 
 
@@ -214,9 +206,7 @@ def _check_int(value: Any, name: str, minimum: int, maximum: int | None = None) 
         or (maximum is not None and value > maximum)
     ):
         bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(
-            f"`{name}` must be an integer {bounds}. Received: {name}={value!r}"
-        )
+        raise ValueError(f"`{name}` must be an integer {bounds}. Received: {name}={value!r}")
     return int(value)
 
 
@@ -686,9 +676,7 @@ def save_mp4(
     return path
 
 
-def save_video(
-    path: str | os.PathLike[str], frames: Frames, **kwargs: Any
-) -> Path | list[Path]:
+def save_video(path: str | os.PathLike[str], frames: Frames, **kwargs: Any) -> Path | list[Path]:
     """Writes frames to a GIF, an MP4 or a PNG sequence, chosen by `path`.
 
     - a `.gif` suffix calls `save_gif`;

@@ -38,15 +38,19 @@ def _to_pil(source: Any, name: str) -> Image.Image:
                 image.load()
                 return image.copy()
         except FileNotFoundError:
-            raise FileNotFoundError(f"No such {name} file. Received: {name}={str(source)!r}") from None
+            raise FileNotFoundError(
+                f"No such {name} file. Received: {name}={str(source)!r}"
+            ) from None
         except (UnidentifiedImageError, OSError) as error:
             raise ValueError(
                 f"Could not read the {name} file as an image ({error}). Received: "
                 f"{name}={str(source)!r}"
             ) from None
     array = np.asarray(source)
-    if array.size == 0 or array.ndim not in (2, 3) or (
-        array.ndim == 3 and array.shape[-1] not in (1, 3, 4)
+    if (
+        array.size == 0
+        or array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4))
     ):
         raise ValueError(
             f"The {name} array must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) "
@@ -77,9 +81,7 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def load_image(
-    image: Any, size: tuple[int, int], *, fit: Fit = "resize"
-) -> np.ndarray:
+def load_image(image: Any, size: tuple[int, int], *, fit: Fit = "resize") -> np.ndarray:
     """Loads an image and brings it to `size` by an explicit policy.
 
     Args:
@@ -130,9 +132,7 @@ def load_image(
     return np.asarray(pil, dtype=np.uint8)
 
 
-def load_mask(
-    mask: Any, size: tuple[int, int], *, threshold: float = 0.5
-) -> np.ndarray:
+def load_mask(mask: Any, size: tuple[int, int], *, threshold: float = 0.5) -> np.ndarray:
     """Loads an inpainting mask: white = repaint, black = keep.
 
     Args:

@@ -80,9 +80,7 @@ def _as_matching_arrays(**named: ArrayLike) -> list[np.ndarray]:
     """Converts the arrays and checks that they all have the same shape."""
     arrays = [_as_real_array(name, value) for name, value in named.items()]
     if len({array.shape for array in arrays}) > 1:
-        received = ", ".join(
-            f"{name}.shape={array.shape}" for name, array in zip(named, arrays)
-        )
+        received = ", ".join(f"{name}.shape={array.shape}" for name, array in zip(named, arrays))
         raise ValueError(f"{_join_names(named)} must have the same shape. Received: {received}")
     return arrays
 
@@ -646,7 +644,10 @@ def _frame_positions(
     positions = np.asarray(frame_positions)
     if (
         positions.ndim != 1
-        or not (np.issubdtype(positions.dtype, np.integer) or np.issubdtype(positions.dtype, np.floating))
+        or not (
+            np.issubdtype(positions.dtype, np.integer)
+            or np.issubdtype(positions.dtype, np.floating)
+        )
         or not np.all(np.isfinite(positions))
         or (positions.size and (positions.min() < 0 or positions.max() > highest))
     ):
@@ -685,8 +686,7 @@ class PathFrame:
             pair = getattr(self, name)
             if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
                 raise ValueError(
-                    f"`{name}` must be a pair of keyframe indices (i, j). "
-                    f"Received: {name}={pair!r}"
+                    f"`{name}` must be a pair of keyframe indices (i, j). Received: {name}={pair!r}"
                 )
             indices = tuple(_check_count(f"{name}[{k}]", index, 0) for k, index in enumerate(pair))
             object.__setattr__(self, name, indices)  # JSON lists -> tuples
@@ -748,8 +748,8 @@ def plan_path(
 
     Raises:
         ValueError: if `num_keyframes` < 2, a frame count is not an integer
-            >= 1 (>= 2 in `"alternate"` mode), a sequence has the wrong length, a schedule is unknown or
-            invalid, `mode` is unknown, or `closed` is not a bool.
+            >= 1 (>= 2 in `"alternate"` mode), a sequence has the wrong length,
+            a schedule is unknown or invalid, `mode` is unknown, or `closed` is not a bool.
 
     Example:
 
@@ -759,9 +759,7 @@ def plan_path(
     """
     num_keyframes = _check_count("num_keyframes", num_keyframes, 2)
     if mode not in ("together", "alternate"):
-        raise ValueError(
-            f"`mode` must be one of 'together', 'alternate'. Received: mode={mode!r}"
-        )
+        raise ValueError(f"`mode` must be one of 'together', 'alternate'. Received: mode={mode!r}")
     if not isinstance(closed, (bool, np.bool_)):
         raise ValueError(f"`closed` must be a bool. Received: closed={closed!r}")
     num_segments = num_keyframes if closed else num_keyframes - 1

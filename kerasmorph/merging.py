@@ -151,8 +151,11 @@ def iter_merge(
                 report.taken.append((name, _component_of(name)))
                 yield name, np.asarray(source[name]).astype(base.dtype, copy=False)
                 continue
-            reason = "missing from the `take` model" if name not in source else (
-                f"shape {base.shape} != {np.shape(source[name])} in the `take` model")
+            reason = (
+                "missing from the `take` model"
+                if name not in source
+                else (f"shape {base.shape} != {np.shape(source[name])} in the `take` model")
+            )
             report.kept.append((name, reason))
             yield name, base
             continue
@@ -443,8 +446,13 @@ def similarity_csv(rows: Sequence[LayerSimilarity]) -> str:
     writer.writerow(["name", "shape", "cosine", "norm_a", "norm_b"])
     for row in rows:
         writer.writerow(
-            [row.name, "x".join(map(str, row.shape)), f"{row.cosine:.8f}",
-             f"{row.norm_a:.6g}", f"{row.norm_b:.6g}"]
+            [
+                row.name,
+                "x".join(map(str, row.shape)),
+                f"{row.cosine:.8f}",
+                f"{row.norm_a:.6g}",
+                f"{row.norm_b:.6g}",
+            ]
         )
     return buffer.getvalue()
 

@@ -64,17 +64,13 @@ def _grid_layout(num_frames: int, num_columns: int | None) -> tuple[int, int]:
     return math.ceil(num_frames / num_columns), num_columns
 
 
-def _tile(
-    frames: list[np.ndarray], num_columns: int | None
-) -> tuple[np.ndarray, int, int]:
+def _tile(frames: list[np.ndarray], num_columns: int | None) -> tuple[np.ndarray, int, int]:
     num_rows, num_columns = _grid_layout(len(frames), num_columns)
     height, width = frames[0].shape[:2]
     grid = np.full((num_rows * height, num_columns * width, 3), 255, dtype=np.uint8)
     for index, frame in enumerate(frames):
         row, column = divmod(index, num_columns)
-        grid[
-            row * height : (row + 1) * height, column * width : (column + 1) * width
-        ] = frame
+        grid[row * height : (row + 1) * height, column * width : (column + 1) * width] = frame
     return grid, num_rows, num_columns
 
 
@@ -271,9 +267,7 @@ def plot_grid(
     figure = _new_figure(tuple(figsize))
     grid_fraction = 1.0 - min(title_inches / figsize[1], 0.5)
     axes = figure.add_axes((0.0, 0.0, 1.0, grid_fraction))
-    cell_points = 72.0 * min(
-        figsize[0] / num_columns, figsize[1] * grid_fraction / num_rows
-    )
+    cell_points = 72.0 * min(figsize[0] / num_columns, figsize[1] * grid_fraction / num_rows)
     _draw_grid(
         axes,
         grid,
@@ -297,9 +291,7 @@ def _render_labelled_grid(
 
     grid, _, num_columns = _tile(frame_list, num_columns)
     grid_height, grid_width = grid.shape[:2]
-    figure = Figure(
-        figsize=(grid_width / _RENDER_DPI, grid_height / _RENDER_DPI), dpi=_RENDER_DPI
-    )
+    figure = Figure(figsize=(grid_width / _RENDER_DPI, grid_height / _RENDER_DPI), dpi=_RENDER_DPI)
     canvas = FigureCanvasAgg(figure)
     axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     height, width = frame_list[0].shape[:2]
@@ -415,9 +407,7 @@ def plot_similarity_histogram(
     high = max(1.0, float(finite.max()))
     axes.hist(finite, bins=num_bins, range=(low, high), color="tab:blue")
     missing = values.size - finite.size
-    axes.set_xlabel(
-        "cosine similarity" + (f" ({missing} undefined left out)" if missing else "")
-    )
+    axes.set_xlabel("cosine similarity" + (f" ({missing} undefined left out)" if missing else ""))
     axes.set_ylabel("layers")
     axes.set_title(title or f"{finite.size} layers, median {np.median(finite):.4f}")
     figure.tight_layout()

@@ -1,11 +1,13 @@
 """Presets: which KerasCV components make a model, and which files they load.
 
-| preset | KerasCV class | text encoder | UNet | weights |
-|---|---|---|---|---|
-| `sd1` | `StableDiffusion` (v1.4) | `TextEncoder` (768) | `DiffusionModel` | `kcv_*.h5`, `vae_encoder.h5` |
-| `sd2` | `StableDiffusionV2` (v2.1) | `TextEncoderV2` (1024) | `DiffusionModelV2` | `*_v2_1.h5` + the sd1 VAE |
-| `tiny` | — | 2 layers (64) | 4 levels, 32–64 channels | none: seeded random |
-| `shapes` | — | 30-word vocabulary, 2 layers (128) | 3 levels, 32–128 channels | trained, shipped in `kerasmorph/data/shapes` |
+- `sd1`: KerasCV's `StableDiffusion` (v1.4): `TextEncoder` (768), `DiffusionModel`;
+  weights `kcv_*.h5`, `vae_encoder.h5`.
+- `sd2`: `StableDiffusionV2` (v2.1): `TextEncoderV2` (1024), `DiffusionModelV2`;
+  weights `*_v2_1.h5` + the sd1 VAE.
+- `tiny`: text encoder of 2 layers (64), UNet of 4 levels (32–64 channels);
+  seeded random weights.
+- `shapes`: 30-word vocabulary, 2 layers (128), UNet of 3 levels (32–128 channels);
+  trained, shipped in `kerasmorph/data/shapes`.
 
 Components are built with `download_weights=False` and then load the file that
 `kerasmorph.weights.resolve_weights` found, so nothing here downloads by
@@ -95,10 +97,12 @@ _SD2_LICENCE = (
 
 
 def _kerascv_models():
-    from keras_cv.src.models.stable_diffusion import decoder
-    from keras_cv.src.models.stable_diffusion import diffusion_model
-    from keras_cv.src.models.stable_diffusion import image_encoder
-    from keras_cv.src.models.stable_diffusion import text_encoder
+    from keras_cv.src.models.stable_diffusion import (
+        decoder,
+        diffusion_model,
+        image_encoder,
+        text_encoder,
+    )
 
     return text_encoder, diffusion_model, decoder, image_encoder
 
@@ -109,11 +113,7 @@ def _build_sd(version: int, component: Component, height: int, width: int):
         cls = text_encoder.TextEncoder if version == 1 else text_encoder.TextEncoderV2
         return cls(MAX_PROMPT_LENGTH, download_weights=False)
     if component == "diffusion_model":
-        cls = (
-            diffusion_model.DiffusionModel
-            if version == 1
-            else diffusion_model.DiffusionModelV2
-        )
+        cls = diffusion_model.DiffusionModel if version == 1 else diffusion_model.DiffusionModelV2
         return cls(height, width, MAX_PROMPT_LENGTH, download_weights=False)
     if component == "decoder":
         return decoder.Decoder(height, width, download_weights=False)
@@ -223,9 +223,7 @@ def get_preset(name: str) -> Preset:
     """Returns the preset called `name`, or raises a ValueError listing them."""
     if name not in PRESETS:
         valid = ", ".join(repr(key) for key in PRESETS)
-        raise ValueError(
-            f"Unknown preset. Valid presets: {valid}. Received: preset={name!r}"
-        )
+        raise ValueError(f"Unknown preset. Valid presets: {valid}. Received: preset={name!r}")
     return PRESETS[name]
 
 
@@ -239,9 +237,7 @@ def dtype_policy_scope(precision: str) -> Iterator[None]:
     """
     if precision not in PRECISIONS:
         valid = ", ".join(repr(p) for p in PRECISIONS)
-        raise ValueError(
-            f"`precision` must be one of {valid}. Received: precision={precision!r}"
-        )
+        raise ValueError(f"`precision` must be one of {valid}. Received: precision={precision!r}")
     keras = keras_module()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
@@ -350,9 +346,7 @@ def context_length(model) -> int:
         if tensor.name == "context":
             return int(tensor.shape[1])
     names = [tensor.name for tensor in model.inputs]
-    raise ValueError(
-        f"The UNet has no input named 'context'. Received: inputs {names}"
-    )
+    raise ValueError(f"The UNet has no input named 'context'. Received: inputs {names}")
 
 
 def rewire_context_length(model, sequence_length: int):
@@ -428,6 +422,4 @@ def _rewire_inputs(model, input_shape: Callable[[Any], tuple]):
             outputs = layer(outputs)
         return keras.Model(inputs, outputs, name=model.name)
     inputs = [new_input(tensor) for tensor in model.inputs]
-    return keras.models.clone_model(
-        model, input_tensors=inputs, clone_function=lambda layer: layer
-    )
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)

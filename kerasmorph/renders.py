@@ -120,20 +120,32 @@ WALK_BUILDERS: dict[str, Callable[[Any, RenderSpec], walks.Walk]] = {
         explorer, spec.prompts, spec.num_frames, schedule=spec.schedule, seed=spec.seeds[0]
     ),
     "grid": lambda explorer, spec: walks.grid_walk(
-        explorer, spec.prompts, spec.num_frames, seed=spec.seeds[0],
-        vary_noise=bool(spec.options.get("vary_noise", False)), schedule=spec.schedule,
+        explorer,
+        spec.prompts,
+        spec.num_frames,
+        seed=spec.seeds[0],
+        vary_noise=bool(spec.options.get("vary_noise", False)),
+        schedule=spec.schedule,
     ),
     "walk": lambda explorer, spec: walks.delta_walk(
-        explorer, spec.prompts[0], spec.num_frames,
-        step_size=spec.options.get("step_size"), norm=spec.options.get("norm"),
-        direction_seed=spec.options.get("direction_seed"), seed=spec.seeds[0],
+        explorer,
+        spec.prompts[0],
+        spec.num_frames,
+        step_size=spec.options.get("step_size"),
+        norm=spec.options.get("norm"),
+        direction_seed=spec.options.get("direction_seed"),
+        seed=spec.seeds[0],
         schedule=spec.schedule,
     ),
     "loop": lambda explorer, spec: walks.noise_loop_walk(
         explorer, spec.prompts[0], spec.num_frames, seed=spec.seeds[0], schedule=spec.schedule
     ),
     "morph-seeds": lambda explorer, spec: walks.seed_walk(
-        explorer, spec.prompts[0], spec.seeds, spec.num_frames, schedule=spec.schedule,
+        explorer,
+        spec.prompts[0],
+        spec.seeds,
+        spec.num_frames,
+        schedule=spec.schedule,
         noise_method=spec.options.get("noise_method", "variance_preserving"),
     ),
 }
@@ -300,5 +312,7 @@ def shard_of_cluster() -> tuple[int, int]:
             f"index. Received: task_type={resolver.task_type!r}, cluster={cluster}"
         )
     num_tasks = len(workers) + len(cluster.get("chief", []))
-    index = resolver.task_id + (len(cluster.get("chief", [])) if resolver.task_type == "worker" else 0)
+    index = resolver.task_id + (
+        len(cluster.get("chief", [])) if resolver.task_type == "worker" else 0
+    )
     return (int(index), int(num_tasks))

@@ -71,14 +71,8 @@ def ddim_timesteps(num_steps: int) -> np.ndarray:
         `num_steps == 1`, as in KerasCV).
     """
     if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(
-            f"`num_steps` must be an integer >= 1. Received: num_steps={num_steps!r}"
-        )
-    ratio = (
-        (NUM_TRAIN_TIMESTEPS - 1) / (num_steps - 1)
-        if num_steps > 1
-        else NUM_TRAIN_TIMESTEPS
-    )
+        raise ValueError(f"`num_steps` must be an integer >= 1. Received: num_steps={num_steps!r}")
+    ratio = (NUM_TRAIN_TIMESTEPS - 1) / (num_steps - 1) if num_steps > 1 else NUM_TRAIN_TIMESTEPS
     return (np.arange(0, num_steps) * ratio).round().astype(np.int64)
 
 
@@ -105,9 +99,7 @@ class DDIMSchedule:
     alphas_prev: np.ndarray
 
     @classmethod
-    def create(
-        cls, num_steps: int, alphas_cumprod: np.ndarray | None = None
-    ) -> "DDIMSchedule":
+    def create(cls, num_steps: int, alphas_cumprod: np.ndarray | None = None) -> "DDIMSchedule":
         """Builds KerasCV's schedule for `num_steps` steps.
 
         Args:
@@ -216,9 +208,7 @@ class Sampler:
         outputs = self.diffusion_model(
             {
                 "latent": tf.concat([latent, latent], axis=0),
-                "timestep_embedding": tf.repeat(
-                    timestep_embedding[None], 2 * batch_size, axis=0
-                ),
+                "timestep_embedding": tf.repeat(timestep_embedding[None], 2 * batch_size, axis=0),
                 "context": tf.concat([unconditional_context, context], axis=0),
             },
             training=False,
@@ -279,9 +269,15 @@ class Sampler:
                 return mask * latent + (1.0 - mask) * noised
 
         return self._run(
-            latent, context, unconditional_context, schedule.timesteps, coefficients,
+            latent,
+            context,
+            unconditional_context,
+            schedule.timesteps,
+            coefficients,
             range(schedule.num_steps - 1 - num_skipped_steps, -1, -1),
-            unconditional_guidance_scale, on_step, after_step,
+            unconditional_guidance_scale,
+            on_step,
+            after_step,
         )
 
     def invert(
@@ -332,14 +328,22 @@ class Sampler:
         for index in range(schedule.num_steps):
             previous = latent
             latent = self._step(
-                previous, embeddings[index], context, unconditional_context, guidance,
+                previous,
+                embeddings[index],
+                context,
+                unconditional_context,
+                guidance,
                 tf.constant(swapped[index]),
             )
             # d step(x) / dx ≈ sqrt(ᾱ_prev) / sqrt(ᾱ) when eps varies slowly.
             gain = float(forward[index, 1] / forward[index, 3])
             for _ in range(num_refinements):
                 back = self._step(
-                    latent, embeddings[index], context, unconditional_context, guidance,
+                    latent,
+                    embeddings[index],
+                    context,
+                    unconditional_context,
+                    guidance,
                     tf.constant(forward[index]),
                 )
                 latent = latent + (previous - back) * gain
@@ -349,8 +353,16 @@ class Sampler:
         return latent.numpy()
 
     def _run(
-        self, latent, context, unconditional_context, timesteps, coefficients,
-        indices, guidance, on_step, after_step=None,
+        self,
+        latent,
+        context,
+        unconditional_context,
+        timesteps,
+        coefficients,
+        indices,
+        guidance,
+        on_step,
+        after_step=None,
     ) -> np.ndarray:
         """Runs the compiled step at each of `indices`, in the order given."""
         import tensorflow as tf
@@ -363,8 +375,14 @@ class Sampler:
                     "Explorer without a multi-replica strategy to inpaint."
                 )
             return self._run_distributed(
-                latent, context, unconditional_context, timesteps, coefficients,
-                indices, guidance, on_step,
+                latent,
+                context,
+                unconditional_context,
+                timesteps,
+                coefficients,
+                indices,
+                guidance,
+                on_step,
             )
         embeddings = self._embeddings(timesteps)
         step_coefficients = tf.constant(coefficients)
@@ -389,8 +407,15 @@ class Sampler:
         return latent.numpy()
 
     def _run_distributed(
-        self, latent, context, unconditional_context, timesteps, coefficients,
-        indices, guidance, on_step,
+        self,
+        latent,
+        context,
+        unconditional_context,
+        timesteps,
+        coefficients,
+        indices,
+        guidance,
+        on_step,
     ) -> np.ndarray:
         """Shards the batch across the strategy's replicas with `strategy.run`.
 
@@ -414,7 +439,7 @@ class Sampler:
             array = np.asarray(array, dtype=np.float32)
             return strategy.experimental_distribute_values_from_function(
                 lambda context: tf.constant(
-                    array[context.replica_id_in_sync_group * share:][:share]
+                    array[context.replica_id_in_sync_group * share :][:share]
                 )
             )
 
@@ -427,8 +452,12 @@ class Sampler:
             latent = strategy.run(
                 self._step,
                 args=(
-                    latent, embeddings[index], context, unconditional_context,
-                    guidance, step_coefficients[index],
+                    latent,
+                    embeddings[index],
+                    context,
+                    unconditional_context,
+                    guidance,
+                    step_coefficients[index],
                 ),
             )
             self.num_steps_run += 1

@@ -62,8 +62,7 @@ def _check_count(name: str, value: object, minimum: int) -> int:
             index = None
     if index is None or index < minimum:
         raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. "
-            f"Received: {name}={_format_value(value)}"
+            f"`{name}` must be an integer >= {minimum}. Received: {name}={_format_value(value)}"
         )
     return index
 
@@ -137,12 +136,7 @@ def sinh(t: ArrayLike, a: float = DEFAULT_SINH_STEEPNESS) -> np.ndarray:
     array([0. , 0.5, 1. ])
     """
     positions = _check_positions(t)
-    if (
-        isinstance(a, bool)
-        or not isinstance(a, numbers.Real)
-        or not math.isfinite(a)
-        or a <= 0
-    ):
+    if isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a) or a <= 0:
         raise ValueError(f"`a` must be a positive finite number. Received: a={a!r}")
     weights = np.sinh(a * (2.0 * positions - 1.0)) / math.sinh(a) / 2.0 + 0.5
     return _snap_endpoints(positions, np.clip(weights, 0.0, 1.0))

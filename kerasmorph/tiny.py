@@ -8,9 +8,12 @@ narrower and shallower, so the whole pipeline runs in seconds on a CPU:
 | component | KerasCV inputs -> outputs | tiny widths |
 |---|---|---|
 | text encoder | tokens, positions (N, 77) -> (N, 77, 64) | 2 layers of 64 |
-| UNet | latent (N, h, w, 4), timestep_embedding (N, 320), context (N, 77, 64) -> (N, h, w, 4) | 32/64/64/64 channels, 3 downsamplings like SD, attention at 1/2 resolution and in the middle |
+| UNet | latent (N, h, w, 4), timestep (N, 320), context (N, 77, 64) -> (N, h, w, 4) | (1) |
 | decoder | latent (N, h, w, 4) -> image (N, 8h, 8w, 3) | 64/32 channels |
 | image encoder | image (N, 8h, 8w, 3) -> latent mean x 0.18215 (N, h, w, 4) | 32/64 channels |
+
+(1) 32/64/64/64 channels, 3 downsamplings like SD, attention at 1/2 resolution
+and in the middle.
 
 Weights are drawn from a numpy generator seeded per component (Glorot
 uniform kernels, zero biases, unit scales), so two builds with the same seed
@@ -41,11 +44,13 @@ _COMPONENT_SEED_OFFSET = {
 
 def _layers():
     """Imports KerasCV's Stable Diffusion layer classes (TensorFlow needed)."""
-    from keras_cv.src.models.stable_diffusion import attention_block
-    from keras_cv.src.models.stable_diffusion import diffusion_model
-    from keras_cv.src.models.stable_diffusion import padded_conv2d
-    from keras_cv.src.models.stable_diffusion import resnet_block
-    from keras_cv.src.models.stable_diffusion import text_encoder
+    from keras_cv.src.models.stable_diffusion import (
+        attention_block,
+        diffusion_model,
+        padded_conv2d,
+        resnet_block,
+        text_encoder,
+    )
 
     return (
         text_encoder,
@@ -88,25 +93,17 @@ def build_text_encoder(seed: int = DEFAULT_SEED):
     keras = keras_module()
     text_encoder, *_ = _layers()
     tokens = keras.layers.Input((MAX_PROMPT_LENGTH,), dtype="int32", name="tokens")
-    positions = keras.layers.Input(
-        (MAX_PROMPT_LENGTH,), dtype="int32", name="positions"
-    )
-    x = text_encoder.CLIPEmbedding(VOCAB_SIZE, TEXT_DIM, MAX_PROMPT_LENGTH)(
-        [tokens, positions]
-    )
+    positions = keras.layers.Input((MAX_PROMPT_LENGTH,), dtype="int32", name="positions")
+    x = text_encoder.CLIPEmbedding(VOCAB_SIZE, TEXT_DIM, MAX_PROMPT_LENGTH)([tokens, positions])
     for _ in range(2):
-        x = text_encoder.CLIPEncoderLayer(
-            TEXT_DIM, 2, activation=text_encoder.quick_gelu
-        )(x)
+        x = text_encoder.CLIPEncoderLayer(TEXT_DIM, 2, activation=text_encoder.quick_gelu)(x)
     embedded = keras.layers.LayerNormalization(epsilon=1e-5)(x)
     model = keras.Model([tokens, positions], embedded, name="tiny_text_encoder")
     reinitialize(model, seed + _COMPONENT_SEED_OFFSET["text_encoder"])
     return model
 
 
-def build_diffusion_model(
-    img_height: int, img_width: int, seed: int = DEFAULT_SEED
-):
+def build_diffusion_model(img_height: int, img_width: int, seed: int = DEFAULT_SEED):
     """Builds the tiny UNet with KerasCV's inputs and 3 downsamplings.
 
     Args:
@@ -123,9 +120,7 @@ def build_diffusion_model(
     _, unet, PaddedConv2D, *_ = _layers()
     ResBlock, SpatialTransformer = unet.ResBlock, unet.SpatialTransformer
     context = keras.layers.Input((MAX_PROMPT_LENGTH, TEXT_DIM), name="context")
-    t_embed_input = keras.layers.Input(
-        (TIME_EMBEDDING_DIM,), name="timestep_embedding"
-    )
+    t_embed_input = keras.layers.Input((TIME_EMBEDDING_DIM,), name="timestep_embedding")
     latent = keras.layers.Input((img_height // 8, img_width // 8, 4), name="latent")
 
     t_emb = keras.layers.Dense(128)(t_embed_input)
@@ -155,18 +150,14 @@ def build_diffusion_model(
             x = keras.layers.Concatenate()([x, skips.pop()])
             x = ResBlock(channels)([x, t_emb])
             if attention:
-                x = SpatialTransformer(*attention, fully_connected=False)(
-                    [x, context]
-                )
+                x = SpatialTransformer(*attention, fully_connected=False)([x, context])
         if index > 0:
             x = unet.Upsample(channels)(x)
 
     x = keras.layers.GroupNormalization(epsilon=1e-5)(x)
     x = keras.layers.Activation("swish")(x)
     output = PaddedConv2D(4, kernel_size=3, padding=1)(x)
-    model = keras.Model(
-        [latent, t_embed_input, context], output, name="tiny_diffusion_model"
-    )
+    model = keras.Model([latent, t_embed_input, context], output, name="tiny_diffusion_model")
     reinitialize(model, seed + _COMPONENT_SEED_OFFSET["diffusion_model"])
     return model
 

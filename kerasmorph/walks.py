@@ -1,8 +1,9 @@
 """Walks: per-frame prompt encodings and noise for latent-space experiments.
 
 A `Walk` says what each frame of a render is made of — its text encoding
-(L, D), L = 77 or 77·k for long prompts, and its starting noise (H/8, W/8, 4) — and computes them for any batch
-of frame indices on demand, so a render of thousands of frames holds only one
+(L, D), L = 77 or 77·k for long prompts, and its starting noise (H/8, W/8, 4) —
+and computes them for any batch of frame indices on demand, so a render of
+thousands of frames holds only one
 batch of inputs at a time. The builders below encode their prompts and draw
 their noise once through an `Explorer`, then mix them with the pure functions
 of `kerasmorph.interpolation`:
@@ -237,11 +238,13 @@ def grid_walk(
     """
     prompts = _check_prompts(prompts, minimum=4, maximum=4)
     grid = interpolation.bilinear_grid(
-        *explorer.encode_text(prompts, long_prompts=long_prompts), num_per_side,
+        *explorer.encode_text(prompts, long_prompts=long_prompts),
+        num_per_side,
         schedule=schedule,
     )
     num_cells = num_per_side * num_per_side
     if vary_noise:
+
         def noise_of(indices):
             return np.concatenate([explorer.noise(1, seed, start=int(i)) for i in indices])
     else:
@@ -291,13 +294,21 @@ def delta_walk(
     noise = explorer.noise(1, seed)
     steps = _schedule_positions(num_frames, schedule) * (num_frames - 1)
     interpolation.delta_walk(  # Validates the arguments up front.
-        encoding, num_frames, step_size=step_size, norm=norm, seed=direction_seed,
+        encoding,
+        num_frames,
+        step_size=step_size,
+        norm=norm,
+        seed=direction_seed,
         frame_positions=steps[:1],
     )
 
     def compute(indices):
         encodings = interpolation.delta_walk(
-            encoding, num_frames, step_size=step_size, norm=norm, seed=direction_seed,
+            encoding,
+            num_frames,
+            step_size=step_size,
+            norm=norm,
+            seed=direction_seed,
             frame_positions=steps[indices],
         )
         return encodings, np.repeat(noise, len(indices), axis=0)
@@ -400,9 +411,7 @@ def keyframe_walk(
         A `Walk`; see `kerasmorph.interpolation.plan_path` for the frame count.
     """
     if len(keyframes) < 2:
-        raise ValueError(
-            f"A keyframed walk needs at least 2 keyframes. Received: {len(keyframes)}"
-        )
+        raise ValueError(f"A keyframed walk needs at least 2 keyframes. Received: {len(keyframes)}")
     prompts, seeds = [], []
     for index, keyframe in enumerate(keyframes):
         prompt = keyframe.prompt if keyframe.prompt is not None else (prompts or [None])[-1]
@@ -416,7 +425,10 @@ def keyframe_walk(
         explorer.encode_text(prompts, long_prompts=long_prompts),
         np.concatenate([explorer.noise(1, s) for s in seeds]),
         frames_per_segment,
-        schedule=schedule, mode=mode, closed=closed, noise_method=noise_method,
+        schedule=schedule,
+        mode=mode,
+        closed=closed,
+        noise_method=noise_method,
     )
 
 
@@ -484,14 +496,16 @@ def image_morph_walk(
     prompts = _check_prompts(prompts, minimum=2)
     if len(images) != len(prompts):
         raise ValueError(
-            f"Give one prompt per image. Received: {len(images)} images and "
-            f"{len(prompts)} prompts"
+            f"Give one prompt per image. Received: {len(images)} images and {len(prompts)} prompts"
         )
     latents = explorer.encode_image(explorer.load_images(images))
     encodings = explorer.encode_text(prompts, long_prompts=long_prompts)
     noises = explorer.invert(
-        latents, encodings, num_steps=num_steps,
-        unconditional_guidance_scale=inversion_guidance, num_refinements=num_refinements,
+        latents,
+        encodings,
+        num_steps=num_steps,
+        unconditional_guidance_scale=inversion_guidance,
+        num_refinements=num_refinements,
     )
     return path_walk(
         encodings, noises, _split_frames(num_frames, len(images) - 1), schedule=schedule
@@ -529,10 +543,18 @@ def morph_images(
 ) -> np.ndarray:
     """Frames morphing between real images (DDIM inversion, then a walk)."""
     path = image_morph_walk(
-        explorer, images, prompts, num_frames, schedule=schedule, num_steps=num_steps,
-        inversion_guidance=unconditional_guidance_scale, long_prompts=long_prompts,
+        explorer,
+        images,
+        prompts,
+        num_frames,
+        schedule=schedule,
+        num_steps=num_steps,
+        inversion_guidance=unconditional_guidance_scale,
+        long_prompts=long_prompts,
     )
-    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+    return _render_all(
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+    )
 
 
 def _render_all(explorer, walk: Walk, sampling: dict[str, Any]) -> np.ndarray:
@@ -570,7 +592,9 @@ def interpolate(
     walk = prompt_walk(
         explorer, prompts, num_frames, schedule=schedule, seed=seed, long_prompts=long_prompts
     )
-    return _render_all(explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+    return _render_all(
+        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+    )
 
 
 def morph_prompts(
@@ -587,8 +611,14 @@ def morph_prompts(
 ) -> np.ndarray:
     """A prompt morph with sinh spacing: frames dense where the image flips."""
     return interpolate(
-        explorer, prompts, num_frames, schedule=schedule, seed=seed, num_steps=num_steps,
-        unconditional_guidance_scale=unconditional_guidance_scale, batch_size=batch_size,
+        explorer,
+        prompts,
+        num_frames,
+        schedule=schedule,
+        seed=seed,
+        num_steps=num_steps,
+        unconditional_guidance_scale=unconditional_guidance_scale,
+        batch_size=batch_size,
         long_prompts=long_prompts,
     )
 
@@ -610,10 +640,16 @@ def grid(
     Show them with `kerasmorph.plotting.plot_grid(frames)`.
     """
     walk = grid_walk(
-        explorer, prompts, num_per_side, seed=seed, vary_noise=vary_noise,
+        explorer,
+        prompts,
+        num_per_side,
+        seed=seed,
+        vary_noise=vary_noise,
         long_prompts=long_prompts,
     )
-    return _render_all(explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+    return _render_all(
+        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+    )
 
 
 def walk(
@@ -632,7 +668,9 @@ def walk(
     path = delta_walk(
         explorer, prompt, num_frames, step_size=step_size, seed=seed, long_prompts=long_prompts
     )
-    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+    return _render_all(
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+    )
 
 
 def loop(
@@ -648,7 +686,9 @@ def loop(
 ) -> np.ndarray:
     """Frames of a circular noise loop on one prompt (loops seamlessly)."""
     path = noise_loop_walk(explorer, prompt, num_frames, seed=seed, long_prompts=long_prompts)
-    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+    return _render_all(
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+    )
 
 
 def morph_seeds(
@@ -667,7 +707,9 @@ def morph_seeds(
     path = seed_walk(
         explorer, prompt, seeds, num_frames, schedule=schedule, long_prompts=long_prompts
     )
-    return _render_all(explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size))
+    return _render_all(
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+    )
 
 
 def _sampling(num_steps: int, guidance: float, batch_size: int | None) -> dict[str, Any]:

@@ -199,9 +199,7 @@ def resolve_weights(
     keras = keras_module()
     for file in missing:
         found[file.component] = Path(
-            keras.utils.get_file(
-                fname=file.filename, origin=file.origin, file_hash=file.sha256
-            )
+            keras.utils.get_file(fname=file.filename, origin=file.origin, file_hash=file.sha256)
         )
     return {name: path for name, path in found.items() if path is not None}
 

@@ -63,11 +63,27 @@ def test_metrics_and_plot(tiny_explorer, path):
 
 def test_cli_adaptive(tmp_path, capsys):
     out = tmp_path / "adaptive.gif"
-    args = ["interpolate", "a red circle", "a blue square", "--frames", "3", "--adaptive", "0.00001",
-            "--max-frames", "6", "--out", str(out), "--model", "tiny", "--no-jit", "--quiet", "--steps", "1"]
+    args = [
+        "interpolate",
+        "a red circle",
+        "a blue square",
+        "--frames",
+        "3",
+        "--adaptive",
+        "0.00001",
+        "--max-frames",
+        "6",
+        "--out",
+        str(out),
+        "--model",
+        "tiny",
+        "--no-jit",
+        "--quiet",
+        "--steps",
+        "1",
+    ]
     assert main(args) == 0
     with Image.open(out) as image:
         assert image.n_frames == 6
     assert (tmp_path / "adaptive.changes.png").is_file()
     assert "6 frames" in capsys.readouterr().out
-

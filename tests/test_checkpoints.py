@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from kerasmorph import checkpoints
-from kerasmorph import presets
+from kerasmorph import checkpoints, presets
 
 
 def _randomize(model, seed):
@@ -56,7 +55,12 @@ def test_compvis_names_follow_compvis_layout(vae_file):
     _, state = vae_file
     # CompVis numbers decoder levels in reverse: KerasCV's first up block is up.3.
     assert state["first_stage_model.decoder.up.3.block.0.conv1.weight"].shape == (512, 512, 3, 3)
-    assert state["first_stage_model.decoder.up.0.block.0.nin_shortcut.weight"].shape == (128, 256, 1, 1)
+    assert state["first_stage_model.decoder.up.0.block.0.nin_shortcut.weight"].shape == (
+        128,
+        256,
+        1,
+        1,
+    )
     assert state["first_stage_model.encoder.mid.attn_1.q.weight"].shape == (512, 512, 1, 1)
     assert state["first_stage_model.post_quant_conv.weight"].shape == (4, 4, 1, 1)
 
@@ -121,21 +125,24 @@ def test_misfitting_tensor_is_named(vae_file, tmp_path):
     path = tmp_path / "bad.safetensors"
     save_file(bad, str(path))
     with checkpoints.open_checkpoint(path) as source:
-        with pytest.raises(checkpoints.CheckpointError, match=r"down\.1\.block\.0\.conv1\.weight.*\(256, 64, 3, 3\).*\(256, 128, 3, 3\)"):
-            checkpoints.load_component(_build("sd1", "image_encoder"), "image_encoder", source, "sd1")
+        with pytest.raises(
+            checkpoints.CheckpointError,
+            match=r"down\.1\.block\.0\.conv1\.weight.*\(256, 64, 3, 3\).*\(256, 128, 3, 3\)",
+        ):
+            checkpoints.load_component(
+                _build("sd1", "image_encoder"), "image_encoder", source, "sd1"
+            )
 
 
 def test_truncated_file_gives_a_clear_error(vae_file, tmp_path):
     path, _ = vae_file
     cut = tmp_path / "cut.safetensors"
-    cut.write_bytes(path.read_bytes()[: 1000])
+    cut.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(checkpoints.CheckpointError, match="truncated"):
         checkpoints.open_checkpoint(cut)
 
 
-@pytest.mark.parametrize(
-    "width, family", [(768, "sd1"), (1024, "sd2")]
-)
+@pytest.mark.parametrize("width, family", [(768, "sd1"), (1024, "sd2")])
 def test_detect_family_from_cross_attention(tmp_path, width, family):
     path = tmp_path / "unet.safetensors"
     save_file({checkpoints._COMPVIS_CROSS_KEY: np.zeros((320, width), np.float32)}, str(path))
@@ -258,7 +265,9 @@ def test_explorer_opens_a_converted_folder_by_its_manifest(tmp_path):
     (tmp_path / checkpoints.MANIFEST_NAME).write_text('{"format": 1, "preset": "sd2", "files": {}}')
     explorer = kerasmorph.Explorer(str(tmp_path), verbose=False)
     assert explorer.preset.name == "sd2"
-    assert explorer.describe()["weights"]["diffusion_model"] == str(tmp_path / "diffusion_model_v2_1.h5")
+    assert explorer.describe()["weights"]["diffusion_model"] == str(
+        tmp_path / "diffusion_model_v2_1.h5"
+    )
     with pytest.raises(ValueError, match="its own weights_dir"):
         kerasmorph.Explorer(str(tmp_path), weights_dir=str(tmp_path / "other"))
     (tmp_path / checkpoints.MANIFEST_NAME).write_text('{"preset": "sd9"}')

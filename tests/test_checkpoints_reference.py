@@ -37,15 +37,25 @@ transformers = pytest.importorskip(
     "transformers", reason="reference tests need transformers: pip install 'kerasmorph[reference]'"
 )
 
-from kerasmorph import checkpoints  # noqa: E402
-from kerasmorph import presets  # noqa: E402
+from kerasmorph import checkpoints, presets  # noqa: E402
 from kerasmorph.sampler import timestep_embeddings  # noqa: E402
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
 
 TOLERANCE = 1e-3
 SIZE = 128  # Image side: 16x16 latents.
-TOKENS = [49406, 320, 1125, 539, 320, 2368, 525, 518, 3772, 49407]  # "a photo of a cat on the beach"
+TOKENS = [
+    49406,
+    320,
+    1125,
+    539,
+    320,
+    2368,
+    525,
+    518,
+    3772,
+    49407,
+]  # "a photo of a cat on the beach"
 
 # The SD 1.5 / SD 2.1 configurations (stable-diffusion-v1-5, stable-diffusion-2-1).
 UNET_CONFIG = dict(
@@ -63,7 +73,9 @@ UNET_CONFIG = dict(
 )
 UNET_FAMILY = {
     "sd1": dict(cross_attention_dim=768, attention_head_dim=8),
-    "sd2": dict(cross_attention_dim=1024, attention_head_dim=[5, 10, 20, 20], use_linear_projection=True),
+    "sd2": dict(
+        cross_attention_dim=1024, attention_head_dim=[5, 10, 20, 20], use_linear_projection=True
+    ),
 }
 VAE_CONFIG = dict(
     in_channels=3,
@@ -77,11 +89,23 @@ VAE_CONFIG = dict(
     sample_size=512,
 )
 TEXT_CONFIG = {
-    "sd1": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                num_attention_heads=12, hidden_act="quick_gelu", projection_dim=768),
+    "sd1": dict(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        hidden_act="quick_gelu",
+        projection_dim=768,
+    ),
     # SD 2.1's diffusers text encoder keeps the 23 layers SD2 uses (of OpenCLIP's 24).
-    "sd2": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                num_attention_heads=16, hidden_act="gelu", projection_dim=512),
+    "sd2": dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=23,
+        num_attention_heads=16,
+        hidden_act="gelu",
+        projection_dim=512,
+    ),
 }
 
 
@@ -151,7 +175,9 @@ def _compvis_file(path, keras_models, torch_state, family):
     state["model_ema.decay"] = np.array(0.9999, np.float32)
     state["model_ema.num_updates"] = np.array(1000, np.int32)
     if family == "sd1":
-        state["cond_stage_model.transformer.text_model.embeddings.position_ids"] = np.arange(77)[None]
+        state["cond_stage_model.transformer.text_model.embeddings.position_ids"] = np.arange(77)[
+            None
+        ]
     else:
         prefix = "cond_stage_model.model."
         for key in [k for k in state if ".resblocks.22." in k]:
@@ -185,7 +211,9 @@ def bundle(request, tmp_path_factory):
     text_encoder = _perturb(
         transformers.CLIPTextModel(
             transformers.CLIPTextConfig(
-                vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5,
+                vocab_size=49408,
+                max_position_embeddings=77,
+                layer_norm_eps=1e-5,
                 **TEXT_CONFIG[family],
             )
         ),
@@ -244,8 +272,12 @@ def bundle(request, tmp_path_factory):
     del torch_state  # The folder holds the originals; keep one copy in memory.
     gc.collect()
     yield types.SimpleNamespace(
-        family=family, folder=folder, single_file=single_file, inputs=inputs,
-        outputs=outputs, models=keras_models,
+        family=family,
+        folder=folder,
+        single_file=single_file,
+        inputs=inputs,
+        outputs=outputs,
+        models=keras_models,
         configs={"unet": unet_config, "vae": vae_config, "text_encoder": text_config},
     )
     # Free this family's ~5 GB of Keras weights before the next family is built,
@@ -285,7 +317,8 @@ def _compare_with_folder(converted, folder_file, skip=()):
         names = {key.removeprefix("text_model.") for key in original.keys()}
         names = {key for key in names if not any(part in key for part in skip)}
         converted = {
-            key.removeprefix("text_model."): value for key, value in converted.items()
+            key.removeprefix("text_model."): value
+            for key, value in converted.items()
             if not any(part in key for part in skip)
         }
         assert sorted(converted) == sorted(names)
@@ -395,9 +428,11 @@ def test_converted_folder_loads_through_the_explorer(bundle, tmp_path):
     assert relative_error(decoded, bundle.outputs["decoder"]) < TOLERANCE
     # The UNet file, read back through the preset's normal build.
     bundle.models["diffusion_model"] = presets.build_component(
-        presets.PRESETS[bundle.family], "diffusion_model", SIZE, SIZE,
+        presets.PRESETS[bundle.family],
+        "diffusion_model",
+        SIZE,
+        SIZE,
         weights_path=result.files["diffusion_model"],
     )
     output = _run(bundle, "diffusion_model")
     assert relative_error(output, bundle.outputs["diffusion_model"]) < TOLERANCE
-

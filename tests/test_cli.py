@@ -69,7 +69,10 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, args, message):
 
 def test_sd1_without_weights_lists_missing_files(tmp_path, capsys):
     out = tmp_path / "x.png"
-    assert main(["generate", "x", "--model", "sd1", "--weights-dir", str(tmp_path), "--out", str(out)]) == 2
+    assert (
+        main(["generate", "x", "--model", "sd1", "--weights-dir", str(tmp_path), "--out", str(out)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "kcv_diffusion_model.h5" in err and str(tmp_path) in err
 
@@ -139,7 +142,9 @@ def test_grid_image(tmp_path):
 
 def test_walk_to_a_directory_of_pngs(tmp_path):
     out = tmp_path / "frames"
-    assert main(["walk", "a", "--frames", "4", "--step-size", "0.01", "--out", str(out), *WALK]) == 0
+    assert (
+        main(["walk", "a", "--frames", "4", "--step-size", "0.01", "--out", str(out), *WALK]) == 0
+    )
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"frame_{i:05d}.png" for i in range(4)] + ["manifest.json"]
 
@@ -244,7 +249,10 @@ def test_morph_images_mp4(tmp_path, picture_file):
     "args, message",
     [
         (["img2img", "missing.png", "x", "--out", "o.png"], "missing.png"),
-        (["morph-images", "a.png", "b.png", "--prompts", "a", "--out", "o.gif"], "one prompt per image"),
+        (
+            ["morph-images", "a.png", "b.png", "--prompts", "a", "--out", "o.gif"],
+            "one prompt per image",
+        ),
         (["sweep", "IMG", "x", "--range", "0.9:0.1:0.1", "--out", "o.jpg"], "start:stop:step"),
     ],
 )

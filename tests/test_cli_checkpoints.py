@@ -28,11 +28,15 @@ def test_merge_weighted_sum_with_the_vae_taken(tmp_path, capsys):
     b, state_b = _write(tmp_path, "b", 2)
     v, state_v = _write(tmp_path, "v", 3)
     out = tmp_path / "merged.safetensors"
-    code = main(["merge", "--weighted-sum", a, b, "--alpha", "0.25", "--take-vae", v, "--out", str(out)])
+    code = main(
+        ["merge", "--weighted-sum", a, b, "--alpha", "0.25", "--take-vae", v, "--out", str(out)]
+    )
     assert code == 0
     merged = load_file(str(out))
     unet = "model.diffusion_model.input_blocks.0.0.weight"
-    np.testing.assert_allclose(merged[unet], 0.75 * state_a[unet] + 0.25 * state_b[unet], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        merged[unet], 0.75 * state_a[unet] + 0.25 * state_b[unet], rtol=1e-6, atol=1e-7
+    )
     vae = "first_stage_model.decoder.conv_in.weight"
     np.testing.assert_array_equal(merged[vae], state_v[vae])
     assert "1 taken whole" in capsys.readouterr().err
@@ -43,22 +47,60 @@ def test_merge_task_vectors_and_add_difference(tmp_path):
     a, state_a = _write(tmp_path, "a", 2)
     c, state_c = _write(tmp_path, "c", 3)
     out = tmp_path / "tv.safetensors"
-    assert main(["merge", "--base", base, "--add", f"{a}:0.5", "--add", f"{c}:0.25", "--half", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--base",
+                base,
+                "--add",
+                f"{a}:0.5",
+                "--add",
+                f"{c}:0.25",
+                "--half",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     merged = load_file(str(out))
     for name in NAMES:
-        expected = state_base[name] + 0.5 * (state_a[name] - state_base[name]) + 0.25 * (state_c[name] - state_base[name])
+        expected = (
+            state_base[name]
+            + 0.5 * (state_a[name] - state_base[name])
+            + 0.25 * (state_c[name] - state_base[name])
+        )
         assert merged[name].dtype == np.float16
         np.testing.assert_allclose(merged[name], expected, rtol=2e-3, atol=2e-3)
     out = tmp_path / "diff.safetensors"
     assert main(["merge", "--add-difference", base, a, c, "--alpha", "1.0", "--out", str(out)]) == 0
     merged = load_file(str(out))
     for name in NAMES:
-        np.testing.assert_allclose(merged[name], state_base[name] + state_a[name] - state_c[name], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            merged[name], state_base[name] + state_a[name] - state_c[name], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_merge_rejects_conflicting_modes(tmp_path, capsys):
     a, _ = _write(tmp_path, "a", 1)
-    assert main(["merge", "--weighted-sum", a, a, "--add-difference", a, a, a, "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert (
+        main(
+            [
+                "merge",
+                "--weighted-sum",
+                a,
+                a,
+                "--add-difference",
+                a,
+                a,
+                a,
+                "--out",
+                str(tmp_path / "x.safetensors"),
+            ]
+        )
+        == 2
+    )
     assert "exactly one" in capsys.readouterr().err
     assert main(["merge", "--add", f"{a}:0.5", "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "--add needs --base" in capsys.readouterr().err
@@ -93,6 +135,11 @@ def test_embedding_option_on_generate(tmp_path):
     vectors = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
     save_file({"<shiny>": vectors}, str(embedding))
     out = tmp_path / "image.png"
-    assert main(["generate", "a <shiny> cube", "--embedding", str(embedding), "--out", str(out), *TINY]) == 0
+    assert (
+        main(
+            ["generate", "a <shiny> cube", "--embedding", str(embedding), "--out", str(out), *TINY]
+        )
+        == 0
+    )
     with Image.open(out) as image:
         assert image.size == (128, 128)

@@ -150,7 +150,9 @@ _RSS_SCRIPT = textwrap.dedent(
 def _peak_rss_kib(num_frames: int) -> int:
     completed = subprocess.run(
         [sys.executable, "-c", _RSS_SCRIPT, str(num_frames)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return int(completed.stdout.strip().splitlines()[-1])
 
@@ -188,12 +190,16 @@ def test_resized_shares_weights_and_matches_a_fresh_build(tiny_explorer):
         "context": rng.standard_normal((2, 77, 64)).astype("float32"),
     }
     np.testing.assert_allclose(
-        np.asarray(other.diffusion_model(inputs)), np.asarray(fresh_unet(inputs)),
-        rtol=1e-5, atol=1e-5,
+        np.asarray(other.diffusion_model(inputs)),
+        np.asarray(fresh_unet(inputs)),
+        rtol=1e-5,
+        atol=1e-5,
     )
     np.testing.assert_allclose(
         np.asarray(other.decoder(inputs["latent"])),
-        np.asarray(fresh_decoder(inputs["latent"])), rtol=1e-5, atol=1e-5,
+        np.asarray(fresh_decoder(inputs["latent"])),
+        rtol=1e-5,
+        atol=1e-5,
     )
     frames = other.generate_image(other.encode_text("x"), num_steps=1, seed=0)
     assert frames.shape == (1, 192, 64, 3)

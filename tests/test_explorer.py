@@ -102,9 +102,7 @@ def test_same_frames_whatever_the_batch_size(tiny_explorer):
     for size in (1, 2):
         np.testing.assert_allclose(latents[size], latents[3], rtol=1e-5, atol=1e-5)
     images = {
-        size: tiny_explorer.generate_image(
-            encodings, batch_size=size, num_steps=3, seed=11
-        )
+        size: tiny_explorer.generate_image(encodings, batch_size=size, num_steps=3, seed=11)
         for size in (1, 2, 3)
     }
     for size in (1, 2):
@@ -136,9 +134,7 @@ def test_no_retracing_over_frames_and_padding():
 def test_seed_with_noise_is_rejected(tiny_explorer):
     encoding = tiny_explorer.encode_text("x")
     with pytest.raises(ValueError, match="should not both be passed"):
-        tiny_explorer.generate_image(
-            encoding, diffusion_noise=tiny_explorer.noise(1, 0), seed=1
-        )
+        tiny_explorer.generate_image(encoding, diffusion_noise=tiny_explorer.noise(1, 0), seed=1)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +159,9 @@ def test_mismatched_shapes_are_clear_errors(tiny_explorer, kwargs, match):
     "size, nearest", [(100, "64 or 128"), (500, "448 or 512"), (30, "64"), (130, "128 or 192")]
 )
 def test_sizes_are_never_rounded_silently(size, nearest):
-    with pytest.raises(ValueError, match=f"Nearest valid sizes: {nearest}. Received: img_height={size}"):
+    with pytest.raises(
+        ValueError, match=f"Nearest valid sizes: {nearest}. Received: img_height={size}"
+    ):
         kerasmorph.Explorer("tiny", img_height=size, img_width=128)
 
 
@@ -185,9 +183,7 @@ def test_unknown_preset_and_precision():
 def test_negative_prompt_changes_the_result(tiny_explorer):
     encoding = tiny_explorer.encode_text("a red circle")
     plain = tiny_explorer.generate_image(encoding, num_steps=2, seed=0)
-    negative = tiny_explorer.generate_image(
-        encoding, num_steps=2, seed=0, negative_prompt="blurry"
-    )
+    negative = tiny_explorer.generate_image(encoding, num_steps=2, seed=0, negative_prompt="blurry")
     assert not np.array_equal(plain, negative)
     np.testing.assert_allclose(
         tiny_explorer.unconditional_context("blurry"), tiny_explorer.encode_text("blurry")
@@ -199,9 +195,7 @@ def test_precision_applies_to_built_components_only(precision):
     import keras
 
     keras.config.set_dtype_policy("float32")
-    explorer = kerasmorph.Explorer(
-        "tiny", precision=precision, jit_compile=False, verbose=False
-    )
+    explorer = kerasmorph.Explorer("tiny", precision=precision, jit_compile=False, verbose=False)
     images = explorer.generate_image(explorer.encode_text("x"), num_steps=2, seed=0)
     assert keras.config.dtype_policy().name == "float32"
     assert explorer.diffusion_model.dtype_policy.name == precision

@@ -30,9 +30,7 @@ def flat_frames(num_frames: int, height: int = 32, width: int = 32) -> np.ndarra
     return frames
 
 
-def noise_frames(
-    num_frames: int, height: int = 32, width: int = 32, seed: int = 0
-) -> np.ndarray:
+def noise_frames(num_frames: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(
         0, 256, (num_frames, height, width, 3), dtype=np.uint8
     )
@@ -235,9 +233,7 @@ def test_save_gif_rubber_band_count_and_order(tmp_path, num_frames):
     np.testing.assert_array_equal(np.stack(read_frames), frames[expected_order])
 
 
-@pytest.mark.parametrize(
-    "fps, milliseconds", [(25, 40), (50, 20), (12.5, 80), (2, 500)]
-)
+@pytest.mark.parametrize("fps, milliseconds", [(25, 40), (50, 20), (12.5, 80), (2, 500)])
 def test_save_gif_exact_frame_rates_do_not_warn(tmp_path, fps, milliseconds):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -360,17 +356,13 @@ def test_save_mp4_frame_count_size_and_fps(tmp_path):
 def test_save_mp4_pads_to_the_macro_block_with_a_warning(
     tmp_path, height, width, macro_block_size, padded
 ):
-    frames = flat_frames(3, height, width) | np.uint8(
-        128
-    )  # brighter than the black padding
+    frames = flat_frames(3, height, width) | np.uint8(128)  # brighter than the black padding
     with pytest.warns(
         UserWarning,
         match=rf"\(height, width\)=\({height}, {width}\).*padded.*"
         rf"to \({padded[0]}, {padded[1]}\)",
     ):
-        path = export.save_mp4(
-            tmp_path / "walk.mp4", frames, macro_block_size=macro_block_size
-        )
+        path = export.save_mp4(tmp_path / "walk.mp4", frames, macro_block_size=macro_block_size)
     read_frames, _ = mp4_frames(path)
     assert len(read_frames) == 3
     assert read_frames[0].shape == (*padded, 3)
@@ -384,9 +376,7 @@ def test_save_mp4_pads_to_the_macro_block_with_a_warning(
 
 
 @pytest.mark.parametrize("macro_block_size", [1, 2])
-def test_save_mp4_even_sizes_need_no_padding_with_small_macro_blocks(
-    tmp_path, macro_block_size
-):
+def test_save_mp4_even_sizes_need_no_padding_with_small_macro_blocks(tmp_path, macro_block_size):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         path = export.save_mp4(
@@ -403,9 +393,7 @@ def test_save_mp4_macro_block_size_one_rejects_odd_sizes(tmp_path):
         match=r"even width and height.*Received: frame size "
         r"\(height, width\)=\(33, 32\) with macro_block_size=1",
     ):
-        export.save_mp4(
-            tmp_path / "walk.mp4", flat_frames(2, 33, 32), macro_block_size=1
-        )
+        export.save_mp4(tmp_path / "walk.mp4", flat_frames(2, 33, 32), macro_block_size=1)
     assert listing(tmp_path) == []
 
 
@@ -436,9 +424,7 @@ def test_save_mp4_lower_crf_means_higher_quality(tmp_path):
 
 def test_save_mp4_failure_midway_leaves_no_file(tmp_path):
     with pytest.raises(RuntimeError, match="render failed"):
-        export.save_mp4(
-            tmp_path / "walk.mp4", failing_generator(noise_frames(5), fail_after=3)
-        )
+        export.save_mp4(tmp_path / "walk.mp4", failing_generator(noise_frames(5), fail_after=3))
     assert listing(tmp_path) == []
 
 
@@ -480,9 +466,7 @@ def test_save_mp4_without_imageio_names_the_pip_install(tmp_path, monkeypatch, m
 def test_save_frames_names_count_and_pixels(tmp_path):
     frames = noise_frames(4)
     paths = export.save_frames(tmp_path / "frames", frames)
-    assert [path.name for path in paths] == [
-        f"frame_{index:05d}.png" for index in range(4)
-    ]
+    assert [path.name for path in paths] == [f"frame_{index:05d}.png" for index in range(4)]
     assert listing(tmp_path / "frames") == [path.name for path in paths]
     for path, frame in zip(paths, frames, strict=True):
         with Image.open(path) as image:
@@ -491,9 +475,7 @@ def test_save_frames_names_count_and_pixels(tmp_path):
 
 
 def test_save_frames_prefix_start_index_and_digits(tmp_path):
-    paths = export.save_frames(
-        tmp_path, flat_frames(3), prefix="walk-", start_index=98, digits=3
-    )
+    paths = export.save_frames(tmp_path, flat_frames(3), prefix="walk-", start_index=98, digits=3)
     assert [path.name for path in paths] == [
         "walk-098.png",
         "walk-099.png",
@@ -531,9 +513,7 @@ def test_save_frames_failure_midway_keeps_complete_frames_only(tmp_path):
     ]
 
 
-def test_save_frames_failure_inside_the_writer_leaves_no_temporary_file(
-    tmp_path, monkeypatch
-):
+def test_save_frames_failure_inside_the_writer_leaves_no_temporary_file(tmp_path, monkeypatch):
     def broken_save(self, fp, *args, **kwargs):
         Path(fp).write_bytes(b"partial")
         raise OSError("disk full")
@@ -639,15 +619,11 @@ def test_save_video_dispatches_on_the_suffix(tmp_path):
         "f00002.png",
         "f00003.png",
     ]
-    assert len(in_existing) == 4 and all(
-        path.parent == existing for path in in_existing
-    )
+    assert len(in_existing) == 4 and all(path.parent == existing for path in in_existing)
 
 
 @pytest.mark.parametrize("name", ["walk.png", "walk.avi", "walk.webm"])
 def test_save_video_rejects_other_suffixes(tmp_path, name):
-    with pytest.raises(
-        ValueError, match=r"\.gif or \.mp4, or name a directory.*Received: path="
-    ):
+    with pytest.raises(ValueError, match=r"\.gif or \.mp4, or name a directory.*Received: path="):
         export.save_video(tmp_path / name, flat_frames(2))
     assert listing(tmp_path) == []

@@ -46,7 +46,9 @@ def test_strength_one_is_text_to_image_from_the_same_noise(tiny_explorer, pictur
 @pytest.mark.parametrize("strength", [0.1, 0.29, 0.5, 0.75])
 def test_unet_calls_equal_int_strength_times_steps(tiny_explorer, picture, strength):
     calls = tiny_explorer.sampler.num_steps_run
-    tiny_explorer.image_to_image(picture, "x", strength=strength, num_steps=100 if strength == 0.29 else NUM_STEPS, seed=0)
+    tiny_explorer.image_to_image(
+        picture, "x", strength=strength, num_steps=100 if strength == 0.29 else NUM_STEPS, seed=0
+    )
     steps = 100 if strength == 0.29 else NUM_STEPS
     assert tiny_explorer.sampler.num_steps_run - calls == int(round(strength * steps, 6))
 
@@ -92,10 +94,14 @@ def test_inpaint_all_black_and_all_white_masks(tiny_explorer, picture):
     noise = tiny_explorer.noise(1, 2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        black = tiny_explorer.inpaint(picture, np.zeros((128, 128)), "x", num_steps=NUM_STEPS, diffusion_noise=noise)
+        black = tiny_explorer.inpaint(
+            picture, np.zeros((128, 128)), "x", num_steps=NUM_STEPS, diffusion_noise=noise
+        )
     round_trip = tiny_explorer.decode(tiny_explorer.encode_image(picture))
     assert np.abs(black.images.astype(int) - round_trip).max() <= 1
-    white = tiny_explorer.inpaint(picture, np.ones((64, 64)), "x", num_steps=NUM_STEPS, diffusion_noise=noise)
+    white = tiny_explorer.inpaint(
+        picture, np.ones((64, 64)), "x", num_steps=NUM_STEPS, diffusion_noise=noise
+    )
     text_to_image = tiny_explorer.generate_image(
         tiny_explorer.encode_text("x"), num_steps=NUM_STEPS, diffusion_noise=noise
     )
@@ -150,9 +156,7 @@ def test_sweep_errors():
 
 def test_image_morph_starts_from_the_inverted_images(tiny_explorer, picture):
     other = picture[::-1].copy()
-    walk = walks.image_morph_walk(
-        tiny_explorer, [picture, other], ["a", "b"], 5, num_steps=4
-    )
+    walk = walks.image_morph_walk(tiny_explorer, [picture, other], ["a", "b"], 5, num_steps=4)
     _, noise = walk.inputs([0, 4])
     inverted = tiny_explorer.invert(
         tiny_explorer.encode_image(np.stack([picture, other])),

@@ -71,7 +71,9 @@ def test_a_batch_is_padded_with_the_empty_chunk(tiny_explorer):
     both = tiny_explorer.encode_text(["a blue square", LONG], long_prompts=True)
     assert both.shape == (2, 154, WIDTH)
     empty = tiny_explorer.encode_text("")[0]
-    np.testing.assert_allclose(both[0, :77], tiny_explorer.encode_text("a blue square")[0], atol=1e-5)
+    np.testing.assert_allclose(
+        both[0, :77], tiny_explorer.encode_text("a blue square")[0], atol=1e-5
+    )
     np.testing.assert_allclose(both[0, 77:], empty, atol=1e-5)
     np.testing.assert_allclose(
         both[1], tiny_explorer.encode_text(LONG, long_prompts=True)[0], atol=1e-5
@@ -140,9 +142,7 @@ def test_generate_with_a_two_chunk_encoding(tiny_explorer):
     assert tiny_explorer.sampler_for(154).num_traces == 1
     with pytest.warns(UserWarning, match="truncated"):
         truncated = tiny_explorer.encode_text(LONG, truncate=True)
-    assert not np.array_equal(
-        tiny_explorer.generate_image(truncated, num_steps=2, seed=0), first
-    )
+    assert not np.array_equal(tiny_explorer.generate_image(truncated, num_steps=2, seed=0), first)
     unguided = tiny_explorer.generate_image(
         encoding[0], num_steps=2, seed=0, unconditional_guidance_scale=1.0
     )
@@ -152,9 +152,7 @@ def test_generate_with_a_two_chunk_encoding(tiny_explorer):
 def test_negative_prompts_with_long_encodings(tiny_explorer, monkeypatch):
     encoding = tiny_explorer.encode_text(LONG, long_prompts=True)
     plain = tiny_explorer.generate_image(encoding, num_steps=2, seed=0)
-    negative = tiny_explorer.generate_image(
-        encoding, num_steps=2, seed=0, negative_prompt="blurry"
-    )
+    negative = tiny_explorer.generate_image(encoding, num_steps=2, seed=0, negative_prompt="blurry")
     assert not np.array_equal(plain, negative)
     # The negative prompt's unconditional context: its encoding, then an empty chunk.
     context = tiny_explorer.unconditional_context("blurry", sequence_length=154)
@@ -172,12 +170,12 @@ def test_negative_prompts_with_long_encodings(tiny_explorer, monkeypatch):
     # With long prompts on, a negative prompt longer than the prompt pads the
     # prompt's encoding with empty chunks.
     monkeypatch.setattr(tiny_explorer, "long_prompts", True)
-    padded_prompt = tiny_explorer.generate_image(
-        short, num_steps=2, seed=0, negative_prompt=LONG
-    )
+    padded_prompt = tiny_explorer.generate_image(short, num_steps=2, seed=0, negative_prompt=LONG)
     explicit = tiny_explorer.generate_image(
         tiny_explorer.pad_encodings([short], sequence_length=154)[0],
-        num_steps=2, seed=0, negative_prompt=LONG,
+        num_steps=2,
+        seed=0,
+        negative_prompt=LONG,
     )
     np.testing.assert_array_equal(padded_prompt, explicit)
 
@@ -191,9 +189,7 @@ def test_lengths_that_are_not_multiples_of_77_are_rejected(tiny_explorer, length
 
 
 def test_walks_pad_prompts_to_one_length(tiny_explorer):
-    walk = walks.prompt_walk(
-        tiny_explorer, ["a blue square", LONG], 3, seed=0, long_prompts=True
-    )
+    walk = walks.prompt_walk(tiny_explorer, ["a blue square", LONG], 3, seed=0, long_prompts=True)
     encodings, noise = walk.inputs([0, 1, 2])
     assert encodings.shape == (3, 154, WIDTH) and noise.shape == (3, 16, 16, 4)
     np.testing.assert_allclose(

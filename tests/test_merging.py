@@ -21,8 +21,10 @@ def _model(seed, *, shapes=None):
 def _dyadic(seed):
     """Values k/64 with small k: every sum and difference here is exact."""
     rng = np.random.default_rng(seed)
-    return {name: rng.integers(-64, 64, value.shape).astype(np.float32) / 64
-            for name, value in _model(0).items()}
+    return {
+        name: rng.integers(-64, 64, value.shape).astype(np.float32) / 64
+        for name, value in _model(0).items()
+    }
 
 
 def test_task_vector_add_then_subtract_is_identity():
@@ -44,7 +46,8 @@ def test_task_vector_negation_scaling_and_apply():
     tau = merging.TaskVector(base, model)
     np.testing.assert_allclose(
         tau.apply_to(base, 1.0)["model.diffusion_model.out.2.bias"],
-        model["model.diffusion_model.out.2.bias"], atol=1e-6,
+        model["model.diffusion_model.out.2.bias"],
+        atol=1e-6,
     )
     back = (-tau).apply_to(model)
     for name in base:
@@ -64,10 +67,14 @@ def test_weighted_sum_and_add_difference_match_the_formulas():
     merged, report = merging.weighted_sum(a, b, 0.3)
     assert len(report.merged) == len(a) and not report.kept
     for name in a:
-        np.testing.assert_allclose(merged[name], a[name] * 0.7 + b[name] * 0.3, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            merged[name], a[name] * 0.7 + b[name] * 0.3, rtol=1e-6, atol=1e-7
+        )
     merged, _ = merging.add_difference(a, b, c, 0.75)
     for name in a:
-        np.testing.assert_allclose(merged[name], a[name] + 0.75 * (b[name] - c[name]), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            merged[name], a[name] + 0.75 * (b[name] - c[name]), rtol=1e-6, atol=1e-6
+        )
     for alpha, expected in ((0.0, a), (1.0, b)):
         merged, _ = merging.weighted_sum(a, b, alpha)
         for name in a:
@@ -77,7 +84,9 @@ def test_weighted_sum_and_add_difference_match_the_formulas():
 def test_several_task_vectors_each_with_its_coefficient():
     base, a, b = _model(1), _model(2), _model(3)
     merged, _ = merging.add_task_vectors(base, [(a, 0.5), (b, -0.25)])
-    via_vectors = (0.5 * merging.TaskVector(base, a) + -0.25 * merging.TaskVector(base, b)).apply_to(base)
+    via_vectors = (
+        0.5 * merging.TaskVector(base, a) + -0.25 * merging.TaskVector(base, b)
+    ).apply_to(base)
     for name in base:
         expected = base[name] + 0.5 * (a[name] - base[name]) - 0.25 * (b[name] - base[name])
         np.testing.assert_allclose(merged[name], expected, rtol=1e-5, atol=1e-6)
@@ -160,7 +169,10 @@ def test_merging_files_streams_and_round_trips(tmp_path):
         assert sorted(merged) == sorted(expected_a)
         for name in expected_a:
             np.testing.assert_allclose(
-                merged[name], 0.75 * expected_a[name] + 0.25 * expected_b[name], rtol=1e-6, atol=1e-7
+                merged[name],
+                0.75 * expected_a[name] + 0.25 * expected_b[name],
+                rtol=1e-6,
+                atol=1e-7,
             )
 
 

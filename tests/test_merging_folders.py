@@ -72,11 +72,14 @@ def _write_folder(root, seed, *, shapes=None, extra=None, drop=(), subfolders=tu
         folder = root / subfolder
         folder.mkdir(parents=True)
         state = {
-            key.split("/", 1)[1]: value for key, value in tensors.items()
+            key.split("/", 1)[1]: value
+            for key, value in tensors.items()
             if key.startswith(subfolder + "/")
         }
         save_file(state, str(folder / WEIGHT_FILES[subfolder]), metadata={"format": "pt"})
-        (folder / "config.json").write_text(json.dumps({"_class_name": subfolder, "origin": root.name}))
+        (folder / "config.json").write_text(
+            json.dumps({"_class_name": subfolder, "origin": root.name})
+        )
     index = {"_class_name": "StableDiffusionPipeline", "origin": root.name}
     (root / "model_index.json").write_text(json.dumps(index))
     (root / "scheduler").mkdir()
@@ -100,8 +103,10 @@ def _floats(tensors):
 @pytest.fixture
 def folders(tmp_path):
     """Three folders of one architecture with different random weights."""
-    return {name: (tmp_path / name, _write_folder(tmp_path / name, seed))
-            for seed, name in enumerate(("a", "b", "c"), 1)}
+    return {
+        name: (tmp_path / name, _write_folder(tmp_path / name, seed))
+        for seed, name in enumerate(("a", "b", "c"), 1)
+    }
 
 
 # ------------------------------------------------------------------ library
@@ -122,7 +127,9 @@ def test_weighted_sum_writes_a_diffusers_folder(folders, tmp_path):
     assert sorted(merged) == sorted(state_a)
     assert list(merged) == list(_read(a))  # In the target's order.
     for name in _floats(state_a):
-        np.testing.assert_allclose(merged[name], 0.7 * state_a[name] + 0.3 * state_b[name], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            merged[name], 0.7 * state_a[name] + 0.3 * state_b[name], rtol=1e-6, atol=1e-6
+        )
         assert merged[name].dtype == np.float32
     np.testing.assert_array_equal(merged[POSITION_IDS], state_a[POSITION_IDS])
     assert merged[POSITION_IDS].dtype == np.int64
@@ -162,7 +169,11 @@ def test_add_difference_and_task_vectors_of_folders(folders, tmp_path):
     )
     merged = _read(tmp_path / "tv")
     for name in _floats(state_a):
-        expected = state_a[name] + 0.5 * (state_b[name] - state_a[name]) - 0.25 * (state_c[name] - state_a[name])
+        expected = (
+            state_a[name]
+            + 0.5 * (state_b[name] - state_a[name])
+            - 0.25 * (state_c[name] - state_a[name])
+        )
         assert merged[name].dtype == np.float16
         np.testing.assert_allclose(merged[name], expected, rtol=2e-3, atol=2e-3)
     assert merged[POSITION_IDS].dtype == np.int64
@@ -173,13 +184,16 @@ def test_mismatched_and_missing_tensors_are_kept_from_the_target(tmp_path):
     # B: a depth model's 5-channel first conv, no quant_conv, an extra
     # tensor, and no text encoder at all.
     state_b = _write_folder(
-        tmp_path / "b", 2,
+        tmp_path / "b",
+        2,
         shapes={UNET_CONV: (8, 5, 3, 3)},
         drop=("vae/quant_conv.weight",),
         extra={"unet/only_in_b.weight": np.ones(2, np.float32)},
         subfolders=("unet", "vae"),
     )
-    report = checkpoints.merge_checkpoints(tmp_path / "out", tmp_path / "a", [(0.5, tmp_path / "b")], 0.5)
+    report = checkpoints.merge_checkpoints(
+        tmp_path / "out", tmp_path / "a", [(0.5, tmp_path / "b")], 0.5
+    )
     merged = _read(tmp_path / "out")
     assert sorted(merged) == sorted(state_a)
     kept = dict(report.kept)
@@ -190,7 +204,9 @@ def test_mismatched_and_missing_tensors_are_kept_from_the_target(tmp_path):
         assert name in kept
         np.testing.assert_array_equal(merged[name], state_a[name])
     name = "unet/conv_out.weight"
-    np.testing.assert_allclose(merged[name], 0.5 * (state_a[name] + state_b[name]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        merged[name], 0.5 * (state_a[name] + state_b[name]), rtol=1e-6, atol=1e-6
+    )
     assert f"{len(kept)} kept from the target" in report.summary()
     assert f"kept {UNET_CONV}: shape" in report.summary()
 
@@ -199,7 +215,8 @@ def test_take_copies_the_whole_vae_subfolder(folders, tmp_path):
     (a, state_a), (b, state_b) = folders["a"], folders["b"]
     # A VAE from an older diffusers: attention under its old names.
     vae_state = _write_folder(
-        tmp_path / "vae_source", 9,
+        tmp_path / "vae_source",
+        9,
         drop=("vae/encoder.mid_block.attentions.0.to_q.weight",),
         extra={"vae/encoder.mid_block.attentions.0.query.weight": np.full((8, 8), 0.5, np.float32)},
     )
@@ -212,13 +229,19 @@ def test_take_copies_the_whole_vae_subfolder(folders, tmp_path):
     for name in vae_names:
         np.testing.assert_array_equal(merged[name], vae_state[name])
     assert report.taken == tuple((name, "vae") for name in vae_names)
-    assert json.loads((tmp_path / "out" / "vae" / "config.json").read_text())["origin"] == "vae_source"
+    assert (
+        json.loads((tmp_path / "out" / "vae" / "config.json").read_text())["origin"] == "vae_source"
+    )
     assert json.loads((tmp_path / "out" / "unet" / "config.json").read_text())["origin"] == "a"
-    np.testing.assert_allclose(merged[UNET_CONV], 0.5 * (state_a[UNET_CONV] + state_b[UNET_CONV]), rtol=1e-6)
+    np.testing.assert_allclose(
+        merged[UNET_CONV], 0.5 * (state_a[UNET_CONV] + state_b[UNET_CONV]), rtol=1e-6
+    )
 
     _write_folder(tmp_path / "no_vae", 3, subfolders=("unet",))
     with pytest.raises(checkpoints.CheckpointError, match="has no vae/ weights"):
-        checkpoints.merge_checkpoints(tmp_path / "out2", a, [(0.5, b)], 0.5, take={"vae": tmp_path / "no_vae"})
+        checkpoints.merge_checkpoints(
+            tmp_path / "out2", a, [(0.5, b)], 0.5, take={"vae": tmp_path / "no_vae"}
+        )
     with pytest.raises(ValueError, match="take key 'decoder'"):
         checkpoints.merge_checkpoints(tmp_path / "out2", a, [(0.5, b)], 0.5, take={"decoder": b})
 
@@ -226,7 +249,10 @@ def test_take_copies_the_whole_vae_subfolder(folders, tmp_path):
 def test_mixing_a_folder_and_a_file_is_refused(folders, tmp_path):
     folder, _ = folders["a"]
     file = tmp_path / "single.safetensors"
-    save_file({"model.diffusion_model.input_blocks.0.0.weight": np.ones((8, 4, 3, 3), np.float32)}, str(file))
+    save_file(
+        {"model.diffusion_model.input_blocks.0.0.weight": np.ones((8, 4, 3, 3), np.float32)},
+        str(file),
+    )
     with pytest.raises(checkpoints.CheckpointError) as error:
         checkpoints.merge_checkpoints(tmp_path / "out", folder, [(0.5, file)], 0.5)
     message = str(error.value)
@@ -235,7 +261,9 @@ def test_mixing_a_folder_and_a_file_is_refused(folders, tmp_path):
     assert "all single files" in message and "all diffusers folders" in message
     assert not (tmp_path / "out").exists()
     with pytest.raises(checkpoints.CheckpointError, match=r"take\['vae'\]="):
-        checkpoints.merge_checkpoints(tmp_path / "out", folder, [(0.5, folder)], 0.5, take={"vae": file})
+        checkpoints.merge_checkpoints(
+            tmp_path / "out", folder, [(0.5, folder)], 0.5, take={"vae": file}
+        )
 
 
 def test_out_must_fit_the_inputs(folders, tmp_path):
@@ -265,7 +293,9 @@ def test_save_diffusers_stream_needs_known_grouped_subfolders(tmp_path):
     with pytest.raises(ValueError, match="must start with a subfolder"):
         checkpoints.save_diffusers_stream(tmp_path / "bad", [("conv_in.weight", one)])
     with pytest.raises(ValueError, match="one after another"):
-        checkpoints.save_diffusers_stream(tmp_path / "bad", [("unet/a", one), ("vae/b", one), ("unet/c", one)])
+        checkpoints.save_diffusers_stream(
+            tmp_path / "bad", [("unet/a", one), ("vae/b", one), ("unet/c", one)]
+        )
 
 
 def test_cosine_similarities_of_folders(tmp_path):
@@ -288,18 +318,32 @@ def test_cosine_similarities_of_folders(tmp_path):
 def test_cli_merges_folders_with_task_vectors(folders, tmp_path, capsys):
     (base, state_base), (a, state_a), (c, state_c) = folders["a"], folders["b"], folders["c"]
     out = tmp_path / "merged"
-    code = main([
-        "merge", "--base", str(base), "--add", f"{a}:0.5", "--add", f"{c}:0.25",
-        "--half", "--no-convert", "--out", str(out),
-    ])
+    code = main(
+        [
+            "merge",
+            "--base",
+            str(base),
+            "--add",
+            f"{a}:0.5",
+            "--add",
+            f"{c}:0.25",
+            "--half",
+            "--no-convert",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert f"kept {POSITION_IDS}: not floating point" in captured.err
     merged = _read(out)
     for name in _floats(state_base):
-        expected = (state_base[name] + 0.5 * (state_a[name] - state_base[name])
-                    + 0.25 * (state_c[name] - state_base[name]))
+        expected = (
+            state_base[name]
+            + 0.5 * (state_a[name] - state_base[name])
+            + 0.25 * (state_c[name] - state_base[name])
+        )
         assert merged[name].dtype == np.float16
         np.testing.assert_allclose(merged[name], expected, rtol=2e-3, atol=2e-3)
     assert json.loads((out / "text_encoder" / "config.json").read_text())["origin"] == "a"
@@ -308,8 +352,21 @@ def test_cli_merges_folders_with_task_vectors(folders, tmp_path, capsys):
 def test_cli_weighted_sum_of_folders_takes_the_vae_and_converts(folders, tmp_path, capsys):
     (a, state_a), (b, state_b), (v, state_v) = folders["a"], folders["b"], folders["c"]
     out = tmp_path / "merged"
-    code = main(["merge", "--weighted-sum", str(a), str(b), "--alpha", "0.25",
-                 "--take-vae", str(v), "--no-convert", "--out", str(out)])
+    code = main(
+        [
+            "merge",
+            "--weighted-sum",
+            str(a),
+            str(b),
+            "--alpha",
+            "0.25",
+            "--take-vae",
+            str(v),
+            "--no-convert",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     merged = _read(out)
     expected = 0.75 * state_a[UNET_CONV] + 0.25 * state_b[UNET_CONV]
@@ -334,9 +391,15 @@ def test_cli_refuses_mixed_inputs_and_file_outputs(folders, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--weighted-sum A={str(a)!r} (a diffusers folder)" in err
     assert f"--weighted-sum B={str(file)!r} (a single file)" in err
-    assert main(["merge", "--weighted-sum", str(a), str(b), "--take-vae", str(file), "--out", out]) == 2
+    assert (
+        main(["merge", "--weighted-sum", str(a), str(b), "--take-vae", str(file), "--out", out])
+        == 2
+    )
     assert "--take-vae=" in capsys.readouterr().err
-    assert main(["merge", "--weighted-sum", str(a), str(b), "--out", str(tmp_path / "m.safetensors")]) == 2
+    assert (
+        main(["merge", "--weighted-sum", str(a), str(b), "--out", str(tmp_path / "m.safetensors")])
+        == 2
+    )
     assert "--out must be a directory" in capsys.readouterr().err
     assert main(["similarity", str(a), str(file), "--csv", str(tmp_path / "x.csv")]) == 2
     assert "B=" in capsys.readouterr().err
@@ -355,7 +418,9 @@ def test_cli_similarity_of_folders_writes_csv_and_plot(tmp_path, capsys):
     assert main(["similarity", a, b, "--plot", str(plot), "--csv", str(table)]) == 0
     with Image.open(plot) as image:
         assert image.size[0] > 100 and image.size[1] > 100
-    rows = {line.split(",")[0]: float(line.split(",")[2]) for line in table.read_text().splitlines()[1:]}
+    rows = {
+        line.split(",")[0]: float(line.split(",")[2]) for line in table.read_text().splitlines()[1:]
+    }
     assert sorted(rows) == sorted(_floats(state))
     assert rows[changed] < 0.9
     assert all(cosine == pytest.approx(1.0) for name, cosine in rows.items() if name != changed)
@@ -371,26 +436,43 @@ def test_cli_similarity_of_folders_writes_csv_and_plot(tmp_path, capsys):
 def test_diffusers_loads_a_merged_folder(tmp_path):
     """Tiny diffusers/transformers models, merged at alpha 0.5, read back by from_pretrained."""
     diffusers = pytest.importorskip(
-        "diffusers", reason="the reference test needs diffusers: pip install 'kerasmorph[reference]'"
+        "diffusers",
+        reason="the reference test needs diffusers: pip install 'kerasmorph[reference]'",
     )
-    transformers = pytest.importorskip("transformers", reason="the reference test needs transformers")
+    transformers = pytest.importorskip(
+        "transformers", reason="the reference test needs transformers"
+    )
     import torch
 
     def components():
         unet = diffusers.UNet2DConditionModel(
-            block_out_channels=(32, 64), layers_per_block=1, sample_size=16,
-            in_channels=4, out_channels=4, cross_attention_dim=32,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            cross_attention_dim=32,
             down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
             up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         )
         vae = diffusers.AutoencoderKL(
-            block_out_channels=(32, 64), layers_per_block=1, sample_size=16, latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            sample_size=16,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * 2,
+            up_block_types=("UpDecoderBlock2D",) * 2,
         )
-        text_encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-            hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-            vocab_size=100, max_position_embeddings=77,
-        ))
+        text_encoder = transformers.CLIPTextModel(
+            transformers.CLIPTextConfig(
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                vocab_size=100,
+                max_position_embeddings=77,
+            )
+        )
         return {"unet": unet, "vae": vae, "text_encoder": text_encoder}
 
     states = []
@@ -404,11 +486,29 @@ def test_diffusers_loads_a_merged_folder(tmp_path):
         for subfolder, model in models.items():
             model.save_pretrained(tmp_path / name / subfolder)
         diffusers.DDIMScheduler().save_pretrained(tmp_path / name / "scheduler")
-        states.append({subfolder: {key: value.clone() for key, value in model.state_dict().items()}
-                       for subfolder, model in models.items()})
+        states.append(
+            {
+                subfolder: {key: value.clone() for key, value in model.state_dict().items()}
+                for subfolder, model in models.items()
+            }
+        )
     out = tmp_path / "merged"
-    assert main(["merge", "--weighted-sum", str(tmp_path / "a"), str(tmp_path / "b"),
-                 "--alpha", "0.5", "--no-convert", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "merge",
+                "--weighted-sum",
+                str(tmp_path / "a"),
+                str(tmp_path / "b"),
+                "--alpha",
+                "0.5",
+                "--no-convert",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     loaders = {
         "unet": diffusers.UNet2DConditionModel,
         "vae": diffusers.AutoencoderKL,
@@ -422,5 +522,10 @@ def test_diffusers_loads_a_merged_folder(tmp_path):
             if not first[key].is_floating_point():
                 assert torch.equal(value, first[key])
                 continue
-            torch.testing.assert_close(value, 0.5 * (first[key] + second[key]), rtol=1e-6, atol=1e-6)
-    assert diffusers.DDIMScheduler.from_pretrained(out / "scheduler").config.num_train_timesteps == 1000
+            torch.testing.assert_close(
+                value, 0.5 * (first[key] + second[key]), rtol=1e-6, atol=1e-6
+            )
+    assert (
+        diffusers.DDIMScheduler.from_pretrained(out / "scheduler").config.num_train_timesteps
+        == 1000
+    )

@@ -60,10 +60,14 @@ def relative_error(actual, expected):
 
 def compare(explorer, model, num_steps, negative_prompt=None, num_images=2):
     encoding = explorer.encode_text(PROMPT)
-    np.testing.assert_allclose(encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-6, atol=1e-6)
-    noise = np.random.default_rng(0).standard_normal(
-        (num_images, *explorer.latent_shape)
-    ).astype("float32")
+    np.testing.assert_allclose(
+        encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-6, atol=1e-6
+    )
+    noise = (
+        np.random.default_rng(0)
+        .standard_normal((num_images, *explorer.latent_shape))
+        .astype("float32")
+    )
     reference_latents, reference_images = run_kerascv(
         model, encoding, noise, num_steps, negative_prompt
     )
@@ -104,9 +108,7 @@ def sd1_random():
     keras.utils.set_random_seed(0)
     components = {
         "text_encoder": text_encoder.TextEncoder(77, download_weights=False),
-        "diffusion_model": diffusion_model.DiffusionModel(
-            128, 128, 77, download_weights=False
-        ),
+        "diffusion_model": diffusion_model.DiffusionModel(128, 128, 77, download_weights=False),
         "decoder": decoder.Decoder(128, 128, download_weights=False),
     }
     return kerascv_model("StableDiffusion", 128, components, build_tokenizer())
@@ -147,9 +149,7 @@ def test_sd2_text_width_is_read_from_the_model(tmp_path):
     from kerasmorph.presets import build_tokenizer
 
     encoder = TextEncoderV2(77, download_weights=False)
-    model = kerascv_model(
-        "StableDiffusionV2", 128, {"text_encoder": encoder}, build_tokenizer()
-    )
+    model = kerascv_model("StableDiffusionV2", 128, {"text_encoder": encoder}, build_tokenizer())
     # The KerasCV object's other components are not built: the Explorer looks
     # for their files (offline here) instead of letting KerasCV download them.
     with pytest.raises(kerasmorph.MissingWeightsError, match="diffusion_model_v2_1.h5"):
@@ -160,4 +160,6 @@ def test_sd2_text_width_is_read_from_the_model(tmp_path):
     assert explorer.preset.name == "sd2" and explorer.text_encoder is encoder
     encoding = explorer.encode_text(PROMPT)
     assert encoding.shape == (1, 77, 1024) and explorer.encoding_dim == 1024
-    np.testing.assert_allclose(encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-5, atol=1e-5
+    )

@@ -9,20 +9,14 @@ from PIL import Image
 from kerasmorph import plotting
 
 
-def noise_frames(
-    num_frames: int, height: int = 32, width: int = 32, seed: int = 0
-) -> np.ndarray:
+def noise_frames(num_frames: int, height: int = 32, width: int = 32, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(
         0, 256, (num_frames, height, width, 3), dtype=np.uint8
     )
 
 
-def cell(
-    grid: np.ndarray, row: int, column: int, height: int, width: int
-) -> np.ndarray:
-    return grid[
-        row * height : (row + 1) * height, column * width : (column + 1) * width
-    ]
+def cell(grid: np.ndarray, row: int, column: int, height: int, width: int) -> np.ndarray:
+    return grid[row * height : (row + 1) * height, column * width : (column + 1) * width]
 
 
 # ---------------------------------------------------------------------------
@@ -50,9 +44,7 @@ def test_make_grid_layout_and_cells(num_frames, num_columns, rows_columns):
     for index in range(num_rows * num_cols):
         row, column = divmod(index, num_cols)
         if index < num_frames:
-            np.testing.assert_array_equal(
-                cell(grid, row, column, height, width), frames[index]
-            )
+            np.testing.assert_array_equal(cell(grid, row, column, height, width), frames[index])
         else:
             assert (cell(grid, row, column, height, width) == 255).all()
 
@@ -78,9 +70,7 @@ def test_make_grid_rejects_mismatched_frames():
         ValueError,
         match=r"frame 1 has shape \(16, 16, 3\) but frame 0 has \(32, 32, 3\)",
     ):
-        plotting.make_grid(
-            [np.zeros((32, 32, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)]
-        )
+        plotting.make_grid([np.zeros((32, 32, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)])
 
 
 def test_make_grid_rejects_empty_frames():
@@ -103,9 +93,7 @@ def test_plot_grid_fills_the_figure_with_the_grid(tmp_path):
     # No margins and no gaps: one axes over the whole figure, holding the grid.
     assert axes.get_position().bounds == pytest.approx((0, 0, 1, 1))
     assert not axes.axison
-    np.testing.assert_array_equal(
-        axes.images[0].get_array(), plotting.make_grid(frames)
-    )
+    np.testing.assert_array_equal(axes.images[0].get_array(), plotting.make_grid(frames))
     width, height = figure.get_size_inches()
     assert width / height == pytest.approx(3 * 48 / (2 * 32))
     figure.savefig(tmp_path / "grid.png")
@@ -132,13 +120,9 @@ def test_plot_grid_labels_and_title():
 
 def test_plot_grid_rejects_wrong_labels_and_figsize():
     frames = noise_frames(3)
-    with pytest.raises(
-        ValueError, match=r"one entry per frame \(3 frames\). Received: 2 labels"
-    ):
+    with pytest.raises(ValueError, match=r"one entry per frame \(3 frames\). Received: 2 labels"):
         plotting.plot_grid(frames, labels=["a", "b"])
-    with pytest.raises(
-        ValueError, match=r"not a single string. Received: labels='abc'"
-    ):
+    with pytest.raises(ValueError, match=r"not a single string. Received: labels='abc'"):
         plotting.plot_grid(frames, labels="abc")
     with pytest.raises(
         ValueError,
@@ -190,9 +174,7 @@ def test_save_grid_with_labels_keeps_the_pixel_size_and_the_frames(tmp_path):
     height, width = 64, 48
     frames = noise_frames(4, height, width)
     labels = ["a label far too long for one cell", "b", "c", "d"]
-    path = plotting.save_grid(
-        tmp_path / "labelled.png", frames, num_columns=2, labels=labels
-    )
+    path = plotting.save_grid(tmp_path / "labelled.png", frames, num_columns=2, labels=labels)
     with Image.open(path) as image:
         assert image.format == "PNG"
         assert image.size == (2 * width, 2 * height)
@@ -221,9 +203,7 @@ def test_save_grid_with_labels_keeps_the_pixel_size_and_the_frames(tmp_path):
 
 
 def test_save_grid_jpeg_by_suffix(tmp_path):
-    path = plotting.save_grid(
-        tmp_path / "grid.jpg", noise_frames(4), labels=list("abcd")
-    )
+    path = plotting.save_grid(tmp_path / "grid.jpg", noise_frames(4), labels=list("abcd"))
     with Image.open(path) as image:
         assert (image.format, image.size) == ("JPEG", (64, 64))
 

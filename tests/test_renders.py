@@ -9,7 +9,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 from kerasmorph import renders
@@ -20,11 +19,22 @@ TINY = ["--model", "tiny", "--no-jit", "--quiet", "--steps", "2"]
 
 def spec_for(explorer, **changes):
     spec = renders.RenderSpec(
-        kind="interpolate", prompts=("a red circle", "a blue square"), seeds=(0,),
-        num_frames=6, schedule="linear", options={}, model="tiny",
-        weights=renders.weights_fingerprint(explorer), img_height=128, img_width=128,
-        precision="float32", jit_compile=False, num_steps=2,
-        unconditional_guidance_scale=7.5, negative_prompt=None, batch_size=2,
+        kind="interpolate",
+        prompts=("a red circle", "a blue square"),
+        seeds=(0,),
+        num_frames=6,
+        schedule="linear",
+        options={},
+        model="tiny",
+        weights=renders.weights_fingerprint(explorer),
+        img_height=128,
+        img_width=128,
+        precision="float32",
+        jit_compile=False,
+        num_steps=2,
+        unconditional_guidance_scale=7.5,
+        negative_prompt=None,
+        batch_size=2,
     )
     return dataclasses.replace(spec, **changes)
 
@@ -54,7 +64,9 @@ def test_resume_renders_only_missing_frames(tiny_explorer, tmp_path):
 def test_other_spec_is_refused_naming_fields(tiny_explorer, tmp_path):
     renders.render_to_directory(tiny_explorer, spec_for(tiny_explorer, num_frames=3), tmp_path)
     other = spec_for(tiny_explorer, num_frames=3, num_steps=3, seeds=(5,))
-    with pytest.raises(ValueError, match=r"num_steps: 2 on disk vs 3.*seeds: \[0\] on disk vs \[5\].*--overwrite"):
+    with pytest.raises(
+        ValueError, match=r"num_steps: 2 on disk vs 3.*seeds: \[0\] on disk vs \[5\].*--overwrite"
+    ):
         renders.render_to_directory(tiny_explorer, other, tmp_path)
     report = renders.render_to_directory(tiny_explorer, other, tmp_path, overwrite=True)
     assert report.rendered == (0, 1, 2)
@@ -73,7 +85,9 @@ def test_shards_split_frames(tiny_explorer, tmp_path):
 def _cli(*args, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "kerasmorph.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, **(env or {})},
     )
 
@@ -118,7 +132,23 @@ def test_cli_refuses_a_changed_render(tmp_path, capsys):
     assert main(["walk", "a", "--frames", "3", "--step-size", "0.1", *TINY, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "options" in err and "--overwrite" in err
-    assert main(["walk", "a", "--frames", "3", "--step-size", "0.1", *TINY, "--out", str(out), "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "walk",
+                "a",
+                "--frames",
+                "3",
+                "--step-size",
+                "0.1",
+                *TINY,
+                "--out",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
 
 
 MIRRORED = textwrap.dedent(
@@ -155,9 +185,21 @@ def test_two_workers_render_every_frame_exactly_once(tmp_path):
     cluster = {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]}
     processes = [
         _cli(
-            "interpolate", "a", "b", "--frames", "7", *TINY, "--out", str(out),
-            "--strategy", "multiworker",
-            env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})},
+            "interpolate",
+            "a",
+            "b",
+            "--frames",
+            "7",
+            *TINY,
+            "--out",
+            str(out),
+            "--strategy",
+            "multiworker",
+            env={
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                )
+            },
         )
         for i in range(2)
     ]
@@ -170,4 +212,6 @@ def test_two_workers_render_every_frame_exactly_once(tmp_path):
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert "rendered 4 frames, 0 already done (worker 0 of 2)" in outputs[0][0]
     assert "rendered 3 frames, 0 already done (worker 1 of 2)" in outputs[1][0]
-    assert sorted(p.name for p in out.glob("frame_*.png")) == [f"frame_{i:05d}.png" for i in range(7)]
+    assert sorted(p.name for p in out.glob("frame_*.png")) == [
+        f"frame_{i:05d}.png" for i in range(7)
+    ]

@@ -49,9 +49,7 @@ def test_position_phrases_follow_the_centre():
 
 def test_measurements_read_the_true_labels():
     images, _, samples = data.generate_batch(np.random.default_rng(1), 240)
-    colour, shape = data.accuracy(
-        images, [s.colour for s in samples], [s.shape for s in samples]
-    )
+    colour, shape = data.accuracy(images, [s.colour for s in samples], [s.shape for s in samples])
     assert colour == 1.0 and shape >= 0.97
     for image, sample in zip(images[:40], samples):
         centroid = data.measure(image).centroid
@@ -108,9 +106,7 @@ def test_image_encoder_matches_numpy_and_decoder_round_trips():
     np.testing.assert_allclose(white, 1.0)
     # Decoded as Explorer.decode does: colour and shape survive the 16x16 latent.
     pixels = np.clip((decoded + 1) / 2 * 255, 0, 255).astype(np.uint8)
-    colour, shape = data.accuracy(
-        pixels, [s.colour for s in samples], [s.shape for s in samples]
-    )
+    colour, shape = data.accuracy(pixels, [s.colour for s in samples], [s.shape for s in samples])
     assert colour == 1.0 and shape >= 0.9
 
 
@@ -193,9 +189,14 @@ def test_training_smoke_run_writes_loadable_checkpoints(tmp_path):
 
     # A second stage continues from the first's EMA weights and records it.
     second = train.train(
-        str(tmp_path / "stage2"), minutes=None, steps=2, seed=1,
+        str(tmp_path / "stage2"),
+        minutes=None,
+        steps=2,
+        seed=1,
         config=train.TrainConfig(batch_size=4, learning_rate=3e-4),
-        model_config=model.TINY_CONFIG, init=str(tmp_path), log=lambda line: None,
+        model_config=model.TINY_CONFIG,
+        init=str(tmp_path),
+        log=lambda line: None,
     )
     assert second["continued_from"]["steps"] == 3 and second["steps"] == 2
     assert second["train_config"]["learning_rate"] == 3e-4
@@ -227,10 +228,12 @@ def accuracy_images(explorer):
     """12 prompts × 32 seeds at guidance 7.5, and 12 × 8 at guidance 1.0."""
     from kerasmorph.shapes import evaluate
 
-    guided = evaluate.generate_grid(explorer, 32, unconditional_guidance_scale=7.5,
-                                    num_steps=NUM_STEPS, batch_size=BATCH_SIZE)
-    unguided = evaluate.generate_grid(explorer, 8, unconditional_guidance_scale=1.0,
-                                      num_steps=NUM_STEPS, batch_size=BATCH_SIZE)
+    guided = evaluate.generate_grid(
+        explorer, 32, unconditional_guidance_scale=7.5, num_steps=NUM_STEPS, batch_size=BATCH_SIZE
+    )
+    unguided = evaluate.generate_grid(
+        explorer, 8, unconditional_guidance_scale=1.0, num_steps=NUM_STEPS, batch_size=BATCH_SIZE
+    )
     return guided, unguided
 
 
@@ -339,8 +342,11 @@ def test_slerped_noise_stays_sharp_but_lerped_noise_fades(explorer):
     noise = np.concatenate([starts, ends, slerped, lerped])
     encoding = explorer.encode_text("")
     images = explorer.generate_image(
-        np.repeat(encoding, len(noise), axis=0), diffusion_noise=noise,
-        num_steps=NUM_STEPS, batch_size=2 * num_pairs, unconditional_guidance_scale=1.0,
+        np.repeat(encoding, len(noise), axis=0),
+        diffusion_noise=noise,
+        num_steps=NUM_STEPS,
+        batch_size=2 * num_pairs,
+        unconditional_guidance_scale=1.0,
     )
     energy = np.asarray([data.edge_energy(image) for image in images]).reshape(4, num_pairs)
     endpoints, slerp_energy, lerp_energy = energy[:2].mean(), energy[2].mean(), energy[3].mean()
@@ -369,8 +375,12 @@ def test_image_to_image_keeps_the_input_at_low_strength_and_follows_the_prompt_a
     kept, followed = [], []
     for strength in strengths:
         images = explorer.image_to_image(
-            source, "a blue circle", strength=strength, num_steps=NUM_STEPS,
-            diffusion_noise=noise, unconditional_guidance_scale=3.0,
+            source,
+            "a blue circle",
+            strength=strength,
+            num_steps=NUM_STEPS,
+            diffusion_noise=noise,
+            unconditional_guidance_scale=3.0,
         )
         kept.append(data.accuracy(images, ["red"] * 8, ["square"] * 8))
         followed.append(data.accuracy(images, ["blue"] * 8, ["circle"] * 8))

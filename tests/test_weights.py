@@ -1,7 +1,6 @@
 """Offline weight lookup: search order, the missing-file error, loading files."""
 
 import dataclasses
-import os
 
 import h5py
 import numpy as np
@@ -78,9 +77,7 @@ def tiny_with_files(monkeypatch):
         name: weights.WeightFile(name, f"tiny_{name}.h5", "0" * 64, "https://invalid/")
         for name in presets.COMPONENTS
     }
-    preset = dataclasses.replace(
-        presets.PRESETS["tiny"], name="tiny_files", weight_files=files
-    )
+    preset = dataclasses.replace(presets.PRESETS["tiny"], name="tiny_files", weight_files=files)
     monkeypatch.setitem(presets.PRESETS, "tiny_files", preset)
     return preset
 
@@ -100,9 +97,7 @@ def test_weight_files_are_loaded_not_downloaded(tmp_path, tiny_with_files, no_do
     for loaded, saved in zip(explorer.text_encoder.weights, text_encoder.weights):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
     latents = np.random.default_rng(0).standard_normal((1, 16, 16, 4)).astype("float32")
-    np.testing.assert_allclose(
-        explorer.decoder(latents), decoder(latents), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(explorer.decoder(latents), decoder(latents), rtol=1e-5, atol=1e-5)
     assert explorer.describe()["weights"]["decoder"] == str(tmp_path / "tiny_decoder.h5")
     # The image encoder's file is looked up only when first needed.
     with pytest.raises(weights.MissingWeightsError, match="tiny_image_encoder.h5"):
@@ -151,8 +146,12 @@ def test_sd1_text_encoder_and_decoder_files_load(tmp_path, no_download):
     # Present but never built in this test: only its existence is checked.
     (tmp_path / "kcv_diffusion_model.h5").write_bytes(b"")
     explorer = kerasmorph.Explorer(
-        "sd1", img_height=128, img_width=128, weights_dir=tmp_path,
-        jit_compile=False, verbose=False,
+        "sd1",
+        img_height=128,
+        img_width=128,
+        weights_dir=tmp_path,
+        jit_compile=False,
+        verbose=False,
     )
     encoding = explorer.encode_text("a photograph of an astronaut riding a horse")
     assert encoding.shape == (1, 77, 768)

@@ -157,7 +157,7 @@ def render(sample: Sample, image_size: int = IMAGE_SIZE, supersample: int = 4) -
 
 
 def size_word(sample: Sample) -> str | None:
-    """"small", "large" or None (sizes in between are not named)."""
+    """ "small", "large" or None (sizes in between are not named)."""
     if sample.size < SMALL_BELOW:
         return "small"
     if sample.size > LARGE_ABOVE:

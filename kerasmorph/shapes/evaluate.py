@@ -59,9 +59,7 @@ def generate_grid(
     )
 
 
-def score(
-    images: np.ndarray, num_seeds: int, prompts: Sequence[tuple[str, str]] = PROMPTS
-) -> dict:
+def score(images: np.ndarray, num_seeds: int, prompts: Sequence[tuple[str, str]] = PROMPTS) -> dict:
     """Colour and shape accuracy of a `generate_grid` result, overall and per attribute."""
     colours = [c for c, _ in prompts for _ in range(num_seeds)]
     shapes = [s for _, s in prompts for _ in range(num_seeds)]

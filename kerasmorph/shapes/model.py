@@ -1,11 +1,16 @@
 """The `shapes` model: four components with KerasCV's inputs and outputs.
 
-| component | KerasCV inputs -> outputs | inside |
-|---|---|---|
-| text encoder | tokens, positions (N, 77) int32 -> (N, 77, 128) | CLIP ids of a 30-word vocabulary -> compact embedding table (+1 row for every other id), learned positions, 2 × `CLIPEncoderLayer` (4 heads), LayerNorm |
-| UNet | latent (N, h, w, 4), timestep_embedding (N, 320), context (N, 77, 128) -> ε (N, h, w, 4) | KerasCV `ResBlock`/`SpatialTransformer`/`Upsample`; 32/64/128 channels at h, h/2, h/4; self- and cross-attention at h/2, h/4 and the middle |
-| decoder | latent (N, h, w, 4) -> image (N, 8h, 8w, 3) in [-1, 1] | fixed, no weights (below) |
-| image encoder | image (N, H, W, 3) in [-1, 1] -> latent (N, H/8, W/8, 4) | fixed, no weights (below) |
+- text encoder: tokens, positions (N, 77) int32 -> (N, 77, 128). CLIP ids of a
+  30-word vocabulary -> compact embedding table (+1 row for every other id),
+  learned positions, 2 × `CLIPEncoderLayer` (4 heads), LayerNorm.
+- UNet: latent (N, h, w, 4), timestep_embedding (N, 320), context (N, 77, 128)
+  -> ε (N, h, w, 4). KerasCV `ResBlock`/`SpatialTransformer`/`Upsample`;
+  32/64/128 channels at h, h/2, h/4; self- and cross-attention at h/2, h/4 and
+  the middle.
+- decoder: latent (N, h, w, 4) -> image (N, 8h, 8w, 3) in [-1, 1]; fixed, no
+  weights (below).
+- image encoder: image (N, H, W, 3) in [-1, 1] -> latent (N, H/8, W/8, 4);
+  fixed, no weights (below).
 
 **The latent (no VAE).** With `d = 1 − rgb` (rgb in [0, 1]; white → 0) and
 the coverage `c = max(d)` (exact for the dataset's colours, which all have one
@@ -110,9 +115,7 @@ TINY_CONFIG = ShapesConfig(
 
 
 def _keras_layers():
-    from keras_cv.src.models.stable_diffusion import diffusion_model
-    from keras_cv.src.models.stable_diffusion import padded_conv2d
-    from keras_cv.src.models.stable_diffusion import text_encoder
+    from keras_cv.src.models.stable_diffusion import diffusion_model, padded_conv2d, text_encoder
 
     return text_encoder, diffusion_model, padded_conv2d.PaddedConv2D
 
@@ -150,7 +153,11 @@ def _layer_classes():
             return self.embedding(rows)
 
         def get_config(self):
-            return {**super().get_config(), "clip_ids": self.clip_ids, "output_dim": self.output_dim}
+            return {
+                **super().get_config(),
+                "clip_ids": self.clip_ids,
+                "output_dim": self.output_dim,
+            }
 
     class PixelToLatent(keras.layers.Layer):
         """image [-1, 1] (N, H, W, 3) -> LATENT_SCALE × 8×8 mean of (1 − rgb, coverage)."""
@@ -198,9 +205,7 @@ def build_text_encoder(config: ShapesConfig = ShapesConfig()):
     return keras.Model([tokens, positions], embedded, name="shapes_text_encoder")
 
 
-def build_diffusion_model(
-    img_height: int, img_width: int, config: ShapesConfig = ShapesConfig()
-):
+def build_diffusion_model(img_height: int, img_width: int, config: ShapesConfig = ShapesConfig()):
     """Builds the UNet with KerasCV's inputs.
 
     Args:

@@ -40,10 +40,10 @@ import dataclasses
 import json
 import math
 import os
+import queue
 import sys
 import tempfile
 import threading
-import queue
 import time
 from collections.abc import Sequence
 
@@ -267,9 +267,7 @@ def train(
     def checkpoint(step: int, elapsed: float, loss: float | None, final: bool) -> None:
         model_lib.save_weights(ema_text_encoder, os.path.join(out, "text_encoder.npz"))
         model_lib.save_weights(ema_unet, os.path.join(out, "diffusion_model.npz"))
-        summary.update(
-            steps=step, minutes=round(elapsed / 60, 2), loss=loss, finished=final
-        )
+        summary.update(steps=step, minutes=round(elapsed / 60, 2), loss=loss, finished=final)
         _write_json(os.path.join(out, "training.json"), summary)
         log(f"checkpoint: step {step}, {elapsed / 60:.1f} min, final={final}")
 

@@ -1,0 +1,123 @@
+"""Argument validators shared by every layer: one home for each check.
+
+Each raises a `ValueError` that says what is accepted and echoes what was
+received (Keras style: "... Received: name=value"). Numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any
+
+import numpy as np
+
+from kerasmorph.constants import CHUNK_LENGTH, MAX_PROMPT_LENGTH
+
+
+def format_value(value: Any) -> str:
+    """`repr` of a value, with numpy scalars shown as Python numbers."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return repr(value)
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """Returns `value` as an `int`, or raises unless it is an integer in [minimum, maximum].
+
+    Bools are refused; numpy integers and objects with `__index__` are accepted.
+    """
+    index = None
+    if not isinstance(value, bool):
+        try:
+            index = operator.index(value)
+        except TypeError:
+            index = None
+    if index is None or index < minimum or (maximum is not None and index > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(
+            f"`{name}` must be an integer {bounds}. Received: {name}={format_value(value)}"
+        )
+    return index
+
+
+def check_count(name: str, value: Any) -> int:
+    """Returns `value` as an `int`, or raises unless it is an integer >= 1."""
+    return check_int(name, value, 1)
+
+
+def check_finite(name: str, value: Any) -> float:
+    """Returns `value` as a `float`, or raises unless it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(
+            f"`{name}` must be a finite number. Received: {name}={format_value(value)}"
+        )
+    return float(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Returns `value` as a `float`, or raises unless it is a positive finite number."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive, finite number. Received: {name}={format_value(value)}"
+        )
+    return float(value)
+
+
+def check_unit_interval(name: str, value: Any) -> float:
+    """Returns `value` as a `float`, or raises unless it is a real number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
+        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={format_value(value)}")
+    return float(value)
+
+
+def nearest_valid_sizes(size: int, multiple: int) -> tuple[int, ...]:
+    """Returns the valid sizes (multiples of `multiple`, >= it) around `size`."""
+    below = (size // multiple) * multiple
+    above = below + multiple
+    return tuple(s for s in (below, above) if s >= multiple)
+
+
+def validate_image_size(name: str, size: Any, multiple: int) -> int:
+    """Checks an image side; never rounds silently.
+
+    Raises:
+        ValueError: naming the nearest valid sizes when `size` is not a
+            positive multiple of `multiple`.
+    """
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"`{name}` must be an integer. Received: {name}={size!r}")
+    if size < multiple or size % multiple:
+        options = " or ".join(str(s) for s in nearest_valid_sizes(int(size), multiple))
+        raise ValueError(
+            f"`{name}` must be a positive multiple of {multiple} (the VAE "
+            f"downsamples 8x and the UNet halves the latent 3 more times). "
+            f"Nearest valid sizes: {options}. Received: {name}={size}"
+        )
+    return int(size)
+
+
+def check_sequence_length(name: str, length: Any) -> int:
+    """Checks a text-encoding length: a positive multiple of 77 (one per chunk).
+
+    Raises:
+        ValueError: saying what is accepted and echoing `length`.
+    """
+    if (
+        isinstance(length, bool)
+        or not isinstance(length, (int, np.integer))
+        or length < MAX_PROMPT_LENGTH
+        or length % MAX_PROMPT_LENGTH
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive multiple of {MAX_PROMPT_LENGTH} (one "
+            f"{MAX_PROMPT_LENGTH}-token chunk per {CHUNK_LENGTH} prompt tokens, see "
+            f"Explorer.encode_text(long_prompts=True)). Received: {name}={length!r}"
+        )
+    return int(length)
