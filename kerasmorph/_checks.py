@@ -121,3 +121,61 @@ def check_sequence_length(name: str, length: Any) -> int:
             f"Explorer.encode_text(long_prompts=True)). Received: {name}={length!r}"
         )
     return int(length)
+
+
+# Array-aware variants for the numpy modules (schedules, interpolation), whose
+# arguments may be arrays: an array in a message is abridged, not `repr`-ed.
+
+
+def format_array_value(value: Any) -> str:
+    """`format_value` for arguments that may be arrays.
+
+    An n-d array prints as `np.array2string` (at most 12 items, 3 at each end,
+    6 decimals); a 0-d array as its scalar; anything else as `format_value`.
+    """
+    if isinstance(value, np.ndarray) and value.ndim > 0:
+        return np.array2string(value, threshold=12, edgeitems=3, precision=6)
+    if isinstance(value, np.ndarray):
+        value = value.item()
+    return format_value(value)
+
+
+def check_index(name: str, value: Any, minimum: int) -> int:
+    """`check_int(name, value, minimum)`, echoing an array argument with `format_array_value`."""
+    try:
+        return check_int(name, value, minimum)
+    except ValueError:
+        if not isinstance(value, np.ndarray):
+            raise
+    raise ValueError(
+        f"`{name}` must be an integer >= {minimum}. Received: {name}={format_array_value(value)}"
+    )
+
+
+def check_positions(name: str, t: Any, *, max_ndim: int | None = None) -> np.ndarray:
+    """Returns positions `t` as a float64 array, or raises unless real, finite and in [0, 1].
+
+    Args:
+        name: the argument's name, for the message.
+        t: a number or an array of numbers (bools refused).
+        max_ndim: the most dimensions accepted (`None`: any).
+    """
+    array = np.asarray(t)
+    if array.dtype == bool or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(
+            f"`{name}` must be a real number or an array of real numbers in [0, 1]. "
+            f"Received: {name}={format_array_value(t)} (dtype {array.dtype})"
+        )
+    if max_ndim is not None and array.ndim > max_ndim:
+        raise ValueError(
+            f"`{name}` must be a scalar or a 1-D array of weights. "
+            f"Received: {name} with shape {array.shape}"
+        )
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array < 0.0) or np.any(array > 1.0):
+        raise ValueError(
+            f"`{name}` must be in [0, 1]. Received: {name}={format_array_value(array)}"
+        )
+    return array

@@ -174,15 +174,24 @@ class _Variant:
     rss_after_warmup_gib: float = 0.0
 
 
-def _kerascv_model(preset, img_height: int, img_width: int, components: dict, jit_compile: bool):
-    import keras_cv
+# The components a text-to-image generation uses (the image encoder is never built).
+_GENERATION_COMPONENTS = ("text_encoder", "diffusion_model", "decoder")
 
-    cls = getattr(keras_cv.models, preset.kerascv_class or "StableDiffusion")
-    # KerasCV prints its licence from the constructor.
-    with contextlib.redirect_stdout(io.StringIO()):
-        model = cls(img_height, img_width, jit_compile=jit_compile)
-    for name, component in components.items():
-        setattr(model, f"_{name}", component)
+
+def _kerascv_model(
+    preset, img_height: int, img_width: int, components: dict, jit_compile: bool, tokenizer=None
+):
+    """KerasCV's `StableDiffusion`(V2) holding `components` (the `tiny` ones in V1's loop)."""
+    from kerasmorph.models import kerascv
+
+    model = kerascv.build_kerascv_model(
+        preset,
+        img_height,
+        img_width,
+        jit_compile,
+        kerascv_class=preset.kerascv_class or "StableDiffusion",
+    )
+    kerascv.attach_components(model, components, tokenizer=tokenizer)
     return model
 
 
@@ -192,9 +201,9 @@ def _cast_copy(
     """Builds `component` under `policy` holding `model`'s weights, cast once."""
     import tensorflow as tf
 
-    from kerasmorph import presets
+    from kerasmorph import models
 
-    copy = presets.build_component(
+    copy = models.build_component(
         preset, component, img_height, img_width, precision=policy, seed=seed
     )
     for target, source in zip(copy.weights, model.weights, strict=True):
@@ -205,7 +214,7 @@ def _cast_copy(
 def _build_explorers(config: BenchConfig, img_height: int, img_width: int, log):
     """Returns (float32 Explorer, fast Explorer, weights label), sharing weights."""
     import kerasmorph
-    from kerasmorph import devices, presets
+    from kerasmorph import devices, models, presets
     from kerasmorph.weights import find_weights
 
     preset = presets.get_preset(config.model)
@@ -213,46 +222,45 @@ def _build_explorers(config: BenchConfig, img_height: int, img_width: int, log):
     found = find_weights(needed, config.weights_dir) if needed else {}
     real = bool(needed) and all(found.values())
     common = dict(img_height=img_height, img_width=img_width, verbose=False)
+    random_components = None
+    weights_dir = config.weights_dir
     if needed and not real:
         log(f"building the full-size {config.model} architecture with random weights")
-        components = {
-            name: presets.build_component(preset, name, img_height, img_width)
-            for name in ("text_encoder", "diffusion_model", "decoder")
+        random_components = {
+            name: models.build_component(preset, name, img_height, img_width)
+            for name in _GENERATION_COMPONENTS
         }
-        holder = _kerascv_model(preset, img_height, img_width, components, True)
-        base = kerasmorph.Explorer(holder, precision="float32", jit_compile=True, **common)
+        weights_dir = None
         weights = "random (download_weights=False)"
     else:
-        base = kerasmorph.Explorer(
-            config.model,
-            precision="float32",
-            jit_compile=True,
-            weights_dir=config.weights_dir,
-            **common,
-        )
-        for name in ("text_encoder", "diffusion_model", "decoder"):
-            base._component(name)
         weights = "real weights" if real else f"seeded random ({config.model})"
-
+    base = kerasmorph.Explorer(
+        config.model,
+        precision="float32",
+        jit_compile=True,
+        weights_dir=weights_dir,
+        components=random_components,
+        **common,
+    )
+    # The properties build (and load) each component on first use.
+    built = {name: getattr(base, name) for name in _GENERATION_COMPONENTS}
     plan = devices.resolve_precision(config.precision)
     fast_components = {}
-    for name in ("text_encoder", "diffusion_model", "decoder"):
+    for name, component in built.items():
         policy = getattr(plan, name)
-        if policy == "float32":
-            fast_components[name] = base._component(name)
-        else:
+        if policy != "float32":
             log(f"casting the {name} to {policy} once")
-            fast_components[name] = _cast_copy(
-                base._component(name), preset, name, img_height, img_width, policy, base.seed
+            component = _cast_copy(
+                component, preset, name, img_height, img_width, policy, base.seed
             )
-    if needed and not real:
-        holder = _kerascv_model(preset, img_height, img_width, fast_components, False)
-        fast = kerasmorph.Explorer(holder, precision=config.precision, **common)
-    else:
-        fast = kerasmorph.Explorer(
-            config.model, precision=config.precision, weights_dir=config.weights_dir, **common
-        )
-        fast._components.update(fast_components)
+        fast_components[name] = component
+    fast = kerasmorph.Explorer(
+        config.model,
+        precision=config.precision,
+        weights_dir=weights_dir,
+        components=fast_components,
+        **common,
+    )
     return base, fast, weights
 
 
@@ -283,8 +291,10 @@ def _explorer_variant(name: str, explorer, encodings, noise, num_steps: int) -> 
 
 
 def _kerascv_variant(model, encodings, noise, num_steps: int) -> _Variant:
-    timed = _TimedDecoder(model._decoder)
-    model._decoder = timed
+    from kerasmorph.models import kerascv
+
+    timed = _TimedDecoder(model.decoder)
+    kerascv.attach_components(model, {"decoder": timed})
     batch_size = len(noise)
 
     def run():
@@ -297,7 +307,7 @@ def _kerascv_variant(model, encodings, noise, num_steps: int) -> _Variant:
         return time.perf_counter() - start, timed.seconds
 
     def traces():
-        function = getattr(model._diffusion_model, "predict_function", None)
+        function = getattr(model.diffusion_model, "predict_function", None)
         counter = getattr(function, "experimental_get_tracing_count", None)
         return counter() if counter else None
 
@@ -394,6 +404,152 @@ def _diffusers_in_subprocess(
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def _check_config(config: BenchConfig):
+    """Validates `config`; returns (preset, img_height, img_width)."""
+    from kerasmorph import presets
+    from kerasmorph._checks import check_count, validate_image_size
+
+    if config.model not in MODELS:
+        raise ValueError(
+            f"`model` must be one of {', '.join(MODELS)}. Received: model={config.model!r}"
+        )
+    unknown = sorted(set(config.compare) - set(COMPARE))
+    if unknown:
+        raise ValueError(f"`compare` accepts {COMPARE}. Received: compare={unknown}")
+    for name in ("num_steps", "num_rounds"):
+        check_count(name, getattr(config, name))
+    preset = presets.get_preset(config.model)
+    default_size = 256 if preset.weight_files else preset.default_size
+    img_height = validate_image_size(
+        "img_height", config.img_height or default_size, preset.size_multiple
+    )
+    img_width = validate_image_size(
+        "img_width", config.img_width or default_size, preset.size_multiple
+    )
+    return preset, img_height, img_width
+
+
+def _variants(
+    config: BenchConfig, preset, base, fast, img_height: int, img_width: int, batch_size: int
+) -> tuple[list[_Variant], dict[str, str]]:
+    """The timed variants (KerasCV first when the size allows it) and the skipped ones."""
+    encoding = base.encode_text(PROMPT)
+    encodings = np.repeat(encoding, batch_size, axis=0)
+    noise = base.noise(batch_size, config.seed)
+    variants = [_explorer_variant("kerasmorph-float32", base, encodings, noise, config.num_steps)]
+    if config.precision != "float32":
+        variants.append(
+            _explorer_variant(
+                f"kerasmorph-{config.precision}", fast, encodings, noise, config.num_steps
+            )
+        )
+    skipped = {}
+    if img_height % 128 or img_width % 128:
+        skipped["kerascv"] = (
+            "KerasCV rounds image sizes to multiples of 128; use a size that is one"
+        )
+    else:
+        components = {name: getattr(base, name) for name in _GENERATION_COMPONENTS}
+        model = _kerascv_model(
+            preset, img_height, img_width, components, True, tokenizer=base.tokenizer
+        )
+        # What KerasCV's own properties do when they build a component.
+        components["diffusion_model"].compile(jit_compile=True)
+        components["decoder"].compile(jit_compile=True)
+        variants.insert(0, _kerascv_variant(model, encodings, noise, config.num_steps))
+    return variants, skipped
+
+
+def _time_variants(variants: list[_Variant], num_rounds: int, log) -> None:
+    """One warm-up generation per variant, then `num_rounds` round-robin rounds."""
+    for variant in variants:
+        log(f"warm-up (compiles): {variant.name}")
+        variant.first_call_s = variant.run()[0]
+        variant.traces_after_warmup = variant.traces()
+        variant.rss_after_warmup_gib = current_rss_gib()
+    for round_index in range(num_rounds):
+        log(f"round {round_index + 1}/{num_rounds}")
+        for variant in variants:
+            total, decode = variant.run()
+            variant.totals.append(total)
+            variant.decodes.append(decode)
+            gc.collect()
+
+
+def _variant_result(variant: _Variant, num_steps: int, batch_size: int) -> dict[str, Any]:
+    """A timed variant's entry of the report's `variants`."""
+    totals = summarize(variant.totals)
+    decode = float(np.median(variant.decodes))
+    steps = [
+        (total - dec) / (num_steps * batch_size)
+        for total, dec in zip(variant.totals, variant.decodes)
+    ]
+    traces = variant.traces()
+    return {
+        **variant.describe,
+        "s_per_image_step": float(np.median(steps)),
+        "s_per_image_step_spread": summarize(steps)["spread"],
+        "s_per_frame": totals["median"] / batch_size,
+        "s_per_frame_spread": totals["spread"],
+        "decode_s_per_frame": decode / batch_size,
+        "generation_s": totals,
+        "first_call_s": variant.first_call_s,
+        "compile_s": max(0.0, variant.first_call_s - totals["median"]),
+        "traces": traces,
+        "retraces": (
+            None
+            if traces is None or variant.traces_after_warmup is None
+            else traces - variant.traces_after_warmup
+        ),
+        "rss_after_warmup_gib": variant.rss_after_warmup_gib,
+        "rounds_s": variant.totals,
+    }
+
+
+def _add_diffusers(
+    report: dict[str, Any], results: dict[str, Any], skipped: dict[str, str], diffusers_report
+) -> None:
+    """Adds the diffusers subprocess's variants (or the reason it was skipped)."""
+    if diffusers_report is None:
+        return
+    if "skipped" in diffusers_report:
+        skipped["diffusers"] = diffusers_report["skipped"]
+        return
+    for key in ("diffusers-float32", "diffusers-bfloat16"):
+        results[key] = diffusers_report[key]
+    report["diffusers_peak_rss_gib"] = diffusers_report["peak_rss_gib"]
+    report["diffusers_versions"] = diffusers_report["versions"]
+
+
+def _ratio(numerator, denominator, key):
+    if numerator is None or denominator is None:
+        return None
+    return numerator[key] / denominator[key]
+
+
+def _summary(results: dict[str, Any], variants: list[_Variant]) -> dict[str, Any]:
+    """The headline numbers: the fast variant's speed and the speed-ups."""
+    fast_name = variants[-1].name
+    fast_result = results[fast_name]
+    same = results["kerasmorph-float32"]
+    reference = results.get("kerascv")
+    return dict(
+        fast_variant=fast_name,
+        s_per_image_step=fast_result["s_per_image_step"],
+        s_per_frame=fast_result["s_per_frame"],
+        speedup_vs_kerascv=_ratio(reference, fast_result, "s_per_frame"),
+        speedup_same_precision=_ratio(reference, same, "s_per_frame"),
+        step_speedup_vs_kerascv=_ratio(reference, fast_result, "s_per_image_step"),
+        step_speedup_same_precision=_ratio(reference, same, "s_per_image_step"),
+        step_ratio_vs_diffusers_bfloat16=_ratio(
+            fast_result, results.get("diffusers-bfloat16"), "s_per_image_step"
+        ),
+        retraces=sum(results[v.name]["retraces"] or 0 for v in variants if v.name != "kerascv"),
+        peak_rss_gib=peak_rss_gib(),
+        load_average_after=os.getloadavg(),
+    )
+
+
 def run_bench(
     config: BenchConfig, log: Callable[[str], None] = lambda message: None
 ) -> dict[str, Any]:
@@ -416,28 +572,9 @@ def run_bench(
     Raises:
         ValueError: for an unknown model, comparison or size.
     """
-    from kerasmorph import devices, presets
-    from kerasmorph.explorer import validate_image_size
+    from kerasmorph import devices
 
-    if config.model not in MODELS:
-        raise ValueError(
-            f"`model` must be one of {', '.join(MODELS)}. Received: model={config.model!r}"
-        )
-    unknown = sorted(set(config.compare) - set(COMPARE))
-    if unknown:
-        raise ValueError(f"`compare` accepts {COMPARE}. Received: compare={unknown}")
-    for name in ("num_steps", "num_rounds"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    preset = presets.get_preset(config.model)
-    default_size = 256 if preset.weight_files else preset.default_size
-    img_height = validate_image_size(
-        "img_height", config.img_height or default_size, preset.size_multiple
-    )
-    img_width = validate_image_size(
-        "img_width", config.img_width or default_size, preset.size_multiple
-    )
+    preset, img_height, img_width = _check_config(config)
     device = devices.detect_device()
     batch_size = config.batch_size or devices.default_batch_size(img_height, img_width, device)
     load_before = os.getloadavg()
@@ -467,109 +604,13 @@ def run_bench(
     report["rss_after_build_gib"] = current_rss_gib()
     report["precision_plan"] = fast.precision_plan.to_json()
 
-    encoding = base.encode_text(PROMPT)
-    encodings = np.repeat(encoding, batch_size, axis=0)
-    noise = base.noise(batch_size, config.seed)
-    variants = [_explorer_variant("kerasmorph-float32", base, encodings, noise, config.num_steps)]
-    if config.precision != "float32":
-        variants.append(
-            _explorer_variant(
-                f"kerasmorph-{config.precision}", fast, encodings, noise, config.num_steps
-            )
-        )
-    skipped = {}
-    if img_height % 128 or img_width % 128:
-        skipped["kerascv"] = (
-            "KerasCV rounds image sizes to multiples of 128; use a size that is one"
-        )
-    else:
-        components = {
-            name: base._component(name) for name in ("text_encoder", "diffusion_model", "decoder")
-        }
-        model = _kerascv_model(preset, img_height, img_width, components, True)
-        model._tokenizer = base.tokenizer
-        # What KerasCV's own properties do when they build a component.
-        components["diffusion_model"].compile(jit_compile=True)
-        components["decoder"].compile(jit_compile=True)
-        variants.insert(0, _kerascv_variant(model, encodings, noise, config.num_steps))
-
-    for variant in variants:
-        log(f"warm-up (compiles): {variant.name}")
-        variant.first_call_s = variant.run()[0]
-        variant.traces_after_warmup = variant.traces()
-        variant.rss_after_warmup_gib = current_rss_gib()
-    for round_index in range(config.num_rounds):
-        log(f"round {round_index + 1}/{config.num_rounds}")
-        for variant in variants:
-            total, decode = variant.run()
-            variant.totals.append(total)
-            variant.decodes.append(decode)
-            gc.collect()
-
-    results: dict[str, Any] = {}
-    for variant in variants:
-        totals = summarize(variant.totals)
-        decode = float(np.median(variant.decodes))
-        steps = [
-            (total - dec) / (config.num_steps * batch_size)
-            for total, dec in zip(variant.totals, variant.decodes)
-        ]
-        traces = variant.traces()
-        results[variant.name] = {
-            **variant.describe,
-            "s_per_image_step": float(np.median(steps)),
-            "s_per_image_step_spread": summarize(steps)["spread"],
-            "s_per_frame": totals["median"] / batch_size,
-            "s_per_frame_spread": totals["spread"],
-            "decode_s_per_frame": decode / batch_size,
-            "generation_s": totals,
-            "first_call_s": variant.first_call_s,
-            "compile_s": max(0.0, variant.first_call_s - totals["median"]),
-            "traces": traces,
-            "retraces": (
-                None
-                if traces is None or variant.traces_after_warmup is None
-                else traces - variant.traces_after_warmup
-            ),
-            "rss_after_warmup_gib": variant.rss_after_warmup_gib,
-            "rounds_s": variant.totals,
-        }
-    if diffusers_report is not None:
-        if "skipped" in diffusers_report:
-            skipped["diffusers"] = diffusers_report["skipped"]
-        else:
-            for key in ("diffusers-float32", "diffusers-bfloat16"):
-                results[key] = diffusers_report[key]
-            report["diffusers_peak_rss_gib"] = diffusers_report["peak_rss_gib"]
-            report["diffusers_versions"] = diffusers_report["versions"]
+    variants, skipped = _variants(config, preset, base, fast, img_height, img_width, batch_size)
+    _time_variants(variants, config.num_rounds, log)
+    results = {v.name: _variant_result(v, config.num_steps, batch_size) for v in variants}
+    _add_diffusers(report, results, skipped, diffusers_report)
     report["variants"] = results
     report["skipped"] = skipped
-
-    fast_name = variants[-1].name
-    fast_result = results[fast_name]
-    same = results["kerasmorph-float32"]
-    reference = results.get("kerascv")
-
-    def ratio(numerator, denominator, key):
-        if numerator is None or denominator is None:
-            return None
-        return numerator[key] / denominator[key]
-
-    report.update(
-        fast_variant=fast_name,
-        s_per_image_step=fast_result["s_per_image_step"],
-        s_per_frame=fast_result["s_per_frame"],
-        speedup_vs_kerascv=ratio(reference, fast_result, "s_per_frame"),
-        speedup_same_precision=ratio(reference, same, "s_per_frame"),
-        step_speedup_vs_kerascv=ratio(reference, fast_result, "s_per_image_step"),
-        step_speedup_same_precision=ratio(reference, same, "s_per_image_step"),
-        step_ratio_vs_diffusers_bfloat16=ratio(
-            fast_result, results.get("diffusers-bfloat16"), "s_per_image_step"
-        ),
-        retraces=sum(results[v.name]["retraces"] or 0 for v in variants if v.name != "kerascv"),
-        peak_rss_gib=peak_rss_gib(),
-        load_average_after=os.getloadavg(),
-    )
+    report.update(_summary(results, variants))
     return report
 
 

@@ -6,9 +6,10 @@ one `(num_frames, height, width, 3)` array or as any iterable of frames and
 batches of frames, so a render can stream its frames to disk as they are
 decoded. It never imports TensorFlow or Keras.
 
-Every file is written atomically: the data goes to a hidden temporary file
-in the same directory (`.name.<random>.tmp.suffix`), which is renamed to the
-final name with `os.replace` only once it is complete. A process that is
+Every file is written atomically (`kerasmorph.atomic.atomic_path`): the data
+goes to a hidden temporary file in the same directory
+(`.name.<random>.tmp.suffix`), which is renamed to the final name with
+`os.replace` only once it is complete. A process that is
 killed or fails midway therefore never leaves a truncated file under the
 final name, and a temporary file left by a failure is removed.
 
@@ -28,12 +29,9 @@ kerasmorph.export.save_frames("walk_frames", frames)
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import numbers
 import os
-import secrets
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -42,7 +40,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from kerasmorph._checks import check_int, check_positive
+from kerasmorph.atomic import atomic_path
+
 __all__ = [
+    "iter_frames",
+    "pillow_format",
     "rubber_band",
     "save_frame",
     "save_frames",
@@ -111,12 +114,20 @@ def _check_frame(frame: np.ndarray, index: int, reference_shape: tuple[int, ...]
         )
 
 
-def _iter_frames(frames: Frames) -> Iterator[np.ndarray]:
+def iter_frames(frames: Frames) -> Iterator[np.ndarray]:
     """Yields the frames of `frames` one at a time, validating each.
 
     Batches found in an iterable are split into frames, so the index in
     error messages counts frames, not items. Nothing is read ahead: a
-    generator is consumed one item at a time.
+    generator is consumed one item at a time. Every writer here (and
+    `kerasmorph.plotting`) reads its frames through it.
+
+    Args:
+        frames: a `(num_frames, height, width, 3)` uint8 array, or an
+            iterable of `(height, width, 3)` frames and/or batches of them.
+
+    Yields:
+        `(height, width, 3)` uint8 frames, all of one shape.
 
     Raises:
         TypeError: if `frames` is neither an array nor an iterable.
@@ -182,61 +193,17 @@ def _first_and_rest(frames: Frames) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     Raising for an empty sequence here, before any file is opened, means an
     error never leaves an empty file or directory behind.
     """
-    iterator = _iter_frames(frames)
-    first = next(iterator)  # `_iter_frames` raises ValueError when empty.
+    iterator = iter_frames(frames)
+    first = next(iterator)  # `iter_frames` raises ValueError when empty.
     return first, iterator
 
 
-def _check_positive_number(value: Any, name: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"`{name}` must be a positive, finite number. Received: {name}={value!r}")
-    return float(value)
+def pillow_format(path: Path) -> str:
+    """Returns the Pillow format that writes files with the suffix of `path`.
 
-
-def _check_int(value: Any, name: str, minimum: int, maximum: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Integral)
-        or value < minimum
-        or (maximum is not None and value > maximum)
-    ):
-        bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"`{name}` must be an integer {bounds}. Received: {name}={value!r}")
-    return int(value)
-
-
-# ---------------------------------------------------------------------------
-# Atomic writes.
-# ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yields a temporary path next to `path`; renames it to `path` on success.
-
-    The temporary name is hidden (it starts with a dot, so `*.png` globs skip
-    it) and keeps the suffix of `path`, so writers that look at the suffix
-    still see the right one. On any exception, including KeyboardInterrupt,
-    the temporary file is removed and `path` is left as it was.
+    Raises:
+        ValueError: when Pillow cannot write that suffix.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise
-
-
-def _pillow_format(path: Path) -> str:
-    """Returns the Pillow format that writes files with the suffix of `path`."""
     Image.init()
     image_format = Image.registered_extensions().get(path.suffix.lower())
     if image_format is None or image_format not in Image.SAVE:
@@ -249,7 +216,7 @@ def _pillow_format(path: Path) -> str:
 
 
 def _write_image(path: Path, frame: np.ndarray, image_format: str) -> None:
-    with _atomic_path(path) as temporary:
+    with atomic_path(path) as temporary:
         Image.fromarray(frame).save(temporary, format=image_format)
 
 
@@ -301,7 +268,7 @@ def rubber_band(frames: Frames) -> np.ndarray | list[np.ndarray]:
 
 def _rubber_band_list(frames: Frames) -> list[np.ndarray]:
     """Returns the validated frames followed by `frames[2:-1]` reversed."""
-    frame_list = list(_iter_frames(frames))
+    frame_list = list(iter_frames(frames))
     return frame_list + frame_list[2:-1][::-1]
 
 
@@ -330,7 +297,7 @@ def save_frame(path: str | os.PathLike[str], frame: np.ndarray) -> Path:
     ```
     """
     path = Path(path)
-    image_format = _pillow_format(path)
+    image_format = pillow_format(path)
     frame = np.asarray(frame)
     if frame.ndim == 4:
         raise ValueError(
@@ -396,8 +363,8 @@ def save_frames(
             "`prefix` must be a file name prefix without a path separator. "
             f"Received: prefix={prefix!r}"
         )
-    start_index = _check_int(start_index, "start_index", 0)
-    digits = _check_int(digits, "digits", 1)
+    start_index = check_int("start_index", start_index, 0)
+    digits = check_int("digits", digits, 1)
     limit = 10**digits
     if isinstance(frames, np.ndarray) and frames.ndim == 4:
         last_index = start_index + len(frames) - 1
@@ -510,9 +477,9 @@ def save_gif(
           of a second".
     """
     path = Path(path)
-    fps = _check_positive_number(fps, "fps")
+    fps = check_positive("fps", fps)
     if loop is not None:
-        loop = _check_int(loop, "loop", 0, 65535)
+        loop = check_int("loop", loop, 0, 65535)
     delay_milliseconds = _gif_delay_centiseconds(fps) * 10
 
     if rubber_band:
@@ -524,7 +491,7 @@ def save_gif(
     options: dict[str, Any] = {"duration": delay_milliseconds}
     if loop is not None:
         options["loop"] = loop
-    with _atomic_path(path) as temporary:
+    with atomic_path(path) as temporary:
         Image.fromarray(first).save(
             temporary,
             format="GIF",
@@ -564,6 +531,21 @@ def _padded_size(height: int, width: int, macro_block_size: int) -> tuple[int, i
         -(-height // macro_block_size) * macro_block_size,
         -(-width // macro_block_size) * macro_block_size,
     )
+
+
+def _check_mp4_options(fps: Any, crf: Any, macro_block_size: Any) -> tuple[float, int | None, int]:
+    """Validates `save_mp4`'s options; returns them as (float, int or None, int)."""
+    fps = check_positive("fps", fps)
+    if crf is not None:
+        crf = check_int("crf", crf, 0, 51)
+    macro_block_size = check_int("macro_block_size", macro_block_size, 1)
+    if macro_block_size != 1 and macro_block_size % 2:
+        raise ValueError(
+            "`macro_block_size` must be 1 (no padding) or an even number "
+            "(yuv420p needs even sizes). "
+            f"Received: macro_block_size={macro_block_size}"
+        )
+    return fps, crf, macro_block_size
 
 
 def save_mp4(
@@ -620,16 +602,7 @@ def save_mp4(
     ```
     """
     path = Path(path)
-    fps = _check_positive_number(fps, "fps")
-    if crf is not None:
-        crf = _check_int(crf, "crf", 0, 51)
-    macro_block_size = _check_int(macro_block_size, "macro_block_size", 1)
-    if macro_block_size != 1 and macro_block_size % 2:
-        raise ValueError(
-            "`macro_block_size` must be 1 (no padding) or an even number "
-            "(yuv420p needs even sizes). "
-            f"Received: macro_block_size={macro_block_size}"
-        )
+    fps, crf, macro_block_size = _check_mp4_options(fps, crf, macro_block_size)
     imageio = _import_imageio()
 
     first, rest = _first_and_rest(frames)
@@ -653,7 +626,7 @@ def save_mp4(
     output_params = ["-f", "mp4"]
     if crf is not None:
         output_params += ["-crf", str(crf)]
-    with _atomic_path(path) as temporary:
+    with atomic_path(path) as temporary:
         writer = imageio.get_writer(
             temporary,
             format="FFMPEG",
@@ -734,6 +707,6 @@ def save_json(path: str | os.PathLike[str], data: Any) -> Path:
 
     path = Path(path)
     text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    with _atomic_path(path) as temporary:
+    with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path

@@ -41,12 +41,10 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from kerasmorph._checks import check_index, check_positions, format_array_value
 from kerasmorph.schedules import (
     Schedule,
     ScheduleName,
-    _check_count,
-    _check_positions,
-    _format_value,
     apply_schedule,
     get_schedule,
     schedule_weights,
@@ -98,7 +96,7 @@ def _output_dtype(*arrays: np.ndarray) -> np.dtype:
 
 def _as_weights(t: ArrayLike) -> tuple[np.ndarray, bool]:
     """Returns (1-D float64 weights, whether `t` was a scalar)."""
-    weights = _check_positions(t, "t", max_ndim=1)
+    weights = check_positions("t", t, max_ndim=1)
     if weights.ndim == 1 and weights.size == 0:
         raise ValueError("`t` must hold at least one weight. Received: t=[] (empty)")
     return np.atleast_1d(weights), weights.ndim == 0
@@ -126,7 +124,7 @@ def _finish(
 def _check_real(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(
-            f"`{name}` must be a finite real number. Received: {name}={_format_value(value)}"
+            f"`{name}` must be a finite real number. Received: {name}={format_array_value(value)}"
         )
     return float(value)
 
@@ -409,7 +407,7 @@ def bilinear_grid(
     >>> grid.shape
     (36, 77, 768)
     """
-    num_per_side = _check_count("num_per_side", num_per_side, 2)
+    num_per_side = check_index("num_per_side", num_per_side, 2)
     corners = _as_matching_arrays(
         top_left=top_left,
         top_right=top_right,
@@ -472,13 +470,13 @@ def barycentric_mix(encodings: ArrayLike, weights: ArrayLike) -> np.ndarray:
         if not np.all(np.isfinite(row)) or np.any(row < 0.0):
             raise ValueError(
                 "Every weight must be finite and non-negative. "
-                f"Received: weights[{index}]={_format_value(row)}"
+                f"Received: weights[{index}]={format_array_value(row)}"
             )
         total = row.sum()
         if abs(total - 1.0) > _WEIGHT_SUM_TOLERANCE:
             raise ValueError(
                 "Every row of `weights` must sum to 1. "
-                f"Received: weights[{index}]={_format_value(row)} (sum {total:.6g})"
+                f"Received: weights[{index}]={format_array_value(row)} (sum {total:.6g})"
             )
     frames = np.tensordot(weights, encodings.astype(np.float64), axes=1)
     # A one-hot row is exact: 1·x plus exact zeros, in float64, cast back.
@@ -541,18 +539,18 @@ def delta_walk(
     >>> frames = kerasmorph.interpolation.delta_walk(encoding, 60, seed=1, norm=2.0)
     """
     encoding = _as_real_array("encoding", encoding)
-    num_frames = _check_count("num_frames", num_frames, 1)
+    num_frames = check_index("num_frames", num_frames, 1)
     if direction is not None and seed is not None:
         raise ValueError(
             "Pass either `direction` or `seed` (which draws a random direction), "
             "not both. Received: direction with shape "
-            f"{np.shape(direction)}, seed={_format_value(seed)}"
+            f"{np.shape(direction)}, seed={format_array_value(seed)}"
         )
     if norm is not None and step_size is not None:
         raise ValueError(
             "Pass either `step_size` (element-wise scale) or `norm` (L2 length of "
-            f"each step), not both. Received: step_size={_format_value(step_size)}, "
-            f"norm={_format_value(norm)}"
+            f"each step), not both. Received: step_size={format_array_value(step_size)}, "
+            f"norm={format_array_value(norm)}"
         )
     if direction is not None:
         vector = _as_real_array("direction", direction).astype(np.float64)
@@ -564,7 +562,7 @@ def delta_walk(
         if not np.all(np.isfinite(vector)):
             raise ValueError("`direction` must be finite. Received: direction with NaN or inf")
     elif seed is not None:
-        seed = _check_count("seed", seed, 0)
+        seed = check_index("seed", seed, 0)
         vector = np.random.default_rng(seed).standard_normal(encoding.shape)
     else:
         vector = np.ones(encoding.shape, dtype=np.float64)
@@ -624,7 +622,7 @@ def noise_loop(
     (64, 64, 64, 4)
     """
     x, y = _as_matching_arrays(x=x, y=y)
-    num_frames = _check_count("num_frames", num_frames, 1)
+    num_frames = check_index("num_frames", num_frames, 1)
     indices = _frame_positions(frame_positions, num_frames, np.nextafter(num_frames, 0))
     angles = 2.0 * np.pi * indices / num_frames
     frames = _broadcast(np.cos(angles), x.ndim) * x.astype(np.float64) + _broadcast(
@@ -654,7 +652,7 @@ def _frame_positions(
         bound = f"{num_frames - 1}]" if highest == num_frames - 1 else f"{num_frames})"
         raise ValueError(
             f"`frame_positions` must be a 1-D array of numbers in [0, {bound}. "
-            f"Received: frame_positions={_format_value(frame_positions)}"
+            f"Received: frame_positions={format_array_value(frame_positions)}"
         )
     return positions.astype(np.float64)
 
@@ -681,14 +679,14 @@ class PathFrame:
     noise_weight: float  # weight of the "to" noise, in [0, 1]
 
     def __post_init__(self) -> None:
-        _check_count("segment", self.segment, 0)
+        check_index("segment", self.segment, 0)
         for name in ("prompt_pair", "noise_pair"):
             pair = getattr(self, name)
             if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
                 raise ValueError(
                     f"`{name}` must be a pair of keyframe indices (i, j). Received: {name}={pair!r}"
                 )
-            indices = tuple(_check_count(f"{name}[{k}]", index, 0) for k, index in enumerate(pair))
+            indices = tuple(check_index(f"{name}[{k}]", index, 0) for k, index in enumerate(pair))
             object.__setattr__(self, name, indices)  # JSON lists -> tuples
         for name in ("prompt_weight", "noise_weight"):
             weight = _check_real(name, getattr(self, name))
@@ -757,7 +755,7 @@ def plan_path(
     >>> len(plan)
     12
     """
-    num_keyframes = _check_count("num_keyframes", num_keyframes, 2)
+    num_keyframes = check_index("num_keyframes", num_keyframes, 2)
     if mode not in ("together", "alternate"):
         raise ValueError(f"`mode` must be one of 'together', 'alternate'. Received: mode={mode!r}")
     if not isinstance(closed, (bool, np.bool_)):
@@ -767,7 +765,7 @@ def plan_path(
     min_count = 2 if mode == "alternate" else 1
     per_segment = _is_sequence(frames_per_segment)
     counts = [
-        _check_count(
+        check_index(
             f"frames_per_segment[{index}]" if per_segment else "frames_per_segment",
             count,
             min_count,

@@ -37,6 +37,8 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
+from kerasmorph._checks import check_finite
+
 TensorDict = Mapping[str, np.ndarray]
 
 # Key prefixes of each component, in CompVis single files and in kerasmorph's
@@ -75,24 +77,25 @@ class MergeReport:
         return "\n".join(lines)
 
 
-class _Recorder:
+class MergeRecorder:
+    """Collects what a streaming merge does with each tensor (`iter_merge(report=...)`).
+
+    `kerasmorph.checkpoints.merge_checkpoints` fills one while it writes;
+    `freeze()` returns the `MergeReport`.
+    """
+
     def __init__(self):
         self.merged: list[str] = []
         self.kept: list[tuple[str, str]] = []
         self.taken: list[tuple[str, str]] = []
 
     def freeze(self) -> MergeReport:
+        """The collected names as a frozen `MergeReport`."""
         return MergeReport(tuple(self.merged), tuple(self.kept), tuple(self.taken))
 
 
 def _is_float(array: np.ndarray) -> bool:
     return np.issubdtype(np.asarray(array).dtype, np.floating)
-
-
-def _check_coefficient(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number. Received: {name}={value!r}")
-    return float(value)
 
 
 def _component_of(name: str) -> str | None:
@@ -119,7 +122,7 @@ def iter_merge(
     target_coef: float = 1.0,
     *,
     take: Mapping[str, TensorDict] | None = None,
-    report: _Recorder | None = None,
+    report: MergeRecorder | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
     """Yields `target_coef * target + sum(coef * model)` tensor by tensor.
 
@@ -134,15 +137,16 @@ def iter_merge(
         target_coef: the target's own coefficient.
         take: component (`"vae"`, `"unet"`, `"text_encoder"`) -> model whose
             tensors of that component are copied as they are.
-        report: collects what happened (internal; see the public merges).
+        report: a `MergeRecorder` that collects what happened (the public merges
+            return it frozen as a `MergeReport`).
 
     Yields:
         `(name, array)` pairs.
     """
     take = _check_take(take)
-    target_coef = _check_coefficient("target_coef", target_coef)
-    terms = [(_check_coefficient("coefficient", c), model) for c, model in terms]
-    report = report if report is not None else _Recorder()
+    target_coef = check_finite("target_coef", target_coef)
+    terms = [(check_finite("coefficient", c), model) for c, model in terms]
+    report = report if report is not None else MergeRecorder()
     for name in target:
         base = np.asarray(target[name])
         source = take.get(_component_of(name))
@@ -186,7 +190,7 @@ def iter_merge(
 
 
 def _collect(stream_args, **kwargs) -> tuple[dict[str, np.ndarray], MergeReport]:
-    recorder = _Recorder()
+    recorder = MergeRecorder()
     merged = dict(iter_merge(*stream_args, report=recorder, **kwargs))
     return merged, recorder.freeze()
 
@@ -215,7 +219,7 @@ def weighted_sum(
     merged, report = kerasmorph.merging.weighted_sum(model_a, model_b, 0.3)
     ```
     """
-    alpha = _check_coefficient("alpha", alpha)
+    alpha = check_finite("alpha", alpha)
     return _collect((a, [(alpha, b)], 1.0 - alpha), take=take)
 
 
@@ -239,7 +243,7 @@ def add_difference(
     Returns:
         `(merged, report)`.
     """
-    alpha = _check_coefficient("alpha", alpha)
+    alpha = check_finite("alpha", alpha)
     return _collect((a, [(alpha, b), (-alpha, c)], 1.0), take=take)
 
 
@@ -267,7 +271,7 @@ def add_task_vectors(
     """
     if not models:
         raise ValueError("`models` must hold at least one (model, coefficient). Received: []")
-    coefficients = [_check_coefficient("coefficient", c) for _, c in models]
+    coefficients = [check_finite("coefficient", c) for _, c in models]
     terms = [(c, model) for (model, _), c in zip(models, coefficients)]
     terms.append((-sum(coefficients), base))
     return _collect((base, terms, 1.0), take=take)
@@ -362,7 +366,7 @@ class TaskVector:
         return TaskVector(vector={name: -value for name, value in self.vector.items()})
 
     def __mul__(self, scale) -> "TaskVector":
-        scale = _check_coefficient("scale", scale)
+        scale = check_finite("scale", scale)
         return TaskVector(vector={name: scale * value for name, value in self.vector.items()})
 
     __rmul__ = __mul__

@@ -30,13 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kerasmorph.export import (
-    Frames,
-    _check_int,
-    _iter_frames,
-    _pillow_format,
-    save_frame,
-)
+from kerasmorph._checks import check_int
+from kerasmorph.export import Frames, iter_frames, pillow_format, save_frame
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -60,7 +55,7 @@ def _grid_layout(num_frames: int, num_columns: int | None) -> tuple[int, int]:
     if num_columns is None:
         num_columns = math.ceil(math.sqrt(num_frames))
     else:
-        num_columns = _check_int(num_columns, "num_columns", 1)
+        num_columns = check_int("num_columns", num_columns, 1)
     return math.ceil(num_frames / num_columns), num_columns
 
 
@@ -103,8 +98,8 @@ def make_grid(frames: Frames, num_columns: int | None = None) -> np.ndarray:
     ```
     """
     if num_columns is not None:
-        _check_int(num_columns, "num_columns", 1)
-    grid, _, _ = _tile(list(_iter_frames(frames)), num_columns)
+        check_int("num_columns", num_columns, 1)
+    grid, _, _ = _tile(list(iter_frames(frames)), num_columns)
     return grid
 
 
@@ -246,8 +241,8 @@ def plot_grid(
           https://keras.io/examples/generative/random_walks_with_stable_diffusion/)
     """
     if num_columns is not None:
-        _check_int(num_columns, "num_columns", 1)
-    frame_list = list(_iter_frames(frames))
+        check_int("num_columns", num_columns, 1)
+    frame_list = list(iter_frames(frames))
     labels = _check_labels(labels, len(frame_list))
     grid, num_rows, num_columns = _tile(frame_list, num_columns)
     title_inches = _TITLE_INCHES if title is not None else 0.0
@@ -356,10 +351,10 @@ def save_grid(
     ```
     """
     path = Path(path)
-    _pillow_format(path)  # Fail on a bad suffix before drawing anything.
+    pillow_format(path)  # Fail on a bad suffix before drawing anything.
     if num_columns is not None:
-        _check_int(num_columns, "num_columns", 1)
-    frame_list = list(_iter_frames(frames))
+        check_int("num_columns", num_columns, 1)
+    frame_list = list(iter_frames(frames))
     labels = _check_labels(labels, len(frame_list))
     if labels is None:
         image, _, _ = _tile(frame_list, num_columns)
@@ -393,7 +388,7 @@ def plot_similarity_histogram(
     Raises:
         ValueError: when there are no finite values or `num_bins` < 1.
     """
-    _check_int(num_bins, "num_bins", 1)
+    check_int("num_bins", num_bins, 1)
     values = np.asarray(list(cosines), dtype=np.float64)
     finite = values[np.isfinite(values)]
     if finite.size == 0:

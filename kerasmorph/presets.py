@@ -1,4 +1,8 @@
-"""Presets: which KerasCV components make a model, and which files they load.
+"""Presets: which architecture makes a model, and which files it loads (data only).
+
+Like keras-hub's `*_presets.py`, this module is a registry of plain data:
+building belongs to `kerasmorph.models` (`build_component` looks the builder up
+by `Preset.architecture`).
 
 - `sd1`: KerasCV's `StableDiffusion` (v1.4): `TextEncoder` (768), `DiffusionModel`;
   weights `kcv_*.h5`, `vae_encoder.h5`.
@@ -8,40 +12,33 @@
   seeded random weights.
 - `shapes`: 30-word vocabulary, 2 layers (128), UNet of 3 levels (32–128 channels);
   trained, shipped in `kerasmorph/data/shapes`.
-
-Components are built with `download_weights=False` and then load the file that
-`kerasmorph.weights.resolve_weights` found, so nothing here downloads by
-accident. Building happens inside `dtype_policy_scope`, which sets the global
-Keras dtype policy only while the component is constructed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
-from collections.abc import Callable, Iterator, Mapping
-from importlib import resources
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
 
-from kerasmorph import tiny
-from kerasmorph.backend import keras_module
+from kerasmorph.constants import (
+    COMPONENTS,
+    MAX_PROMPT_LENGTH,
+    PRECISION_OPTIONS,
+    PRECISIONS,
+    Component,
+)
 from kerasmorph.weights import WeightFile
 
-Component = Literal["text_encoder", "diffusion_model", "decoder", "image_encoder"]
-COMPONENTS: tuple[Component, ...] = (
-    "text_encoder",
-    "diffusion_model",
-    "decoder",
-    "image_encoder",
-)
-# Keras dtype policies a component can be built with; "bfloat16" stores the
-# weights in bf16 (no per-call casts). "auto" is resolved per device by
-# `kerasmorph.devices.resolve_precision`.
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "bfloat16")
-PRECISION_OPTIONS = (*PRECISIONS, "auto")
-MAX_PROMPT_LENGTH = 77
+# Re-exported from `kerasmorph.constants` for the modules that read them here.
+__all__ = [
+    "COMPONENTS",
+    "MAX_PROMPT_LENGTH",
+    "PRECISIONS",
+    "PRECISION_OPTIONS",
+    "PRESETS",
+    "Component",
+    "Preset",
+    "get_preset",
+]
 
 _HF = "https://huggingface.co"
 _SD1_FILES = {
@@ -96,52 +93,6 @@ _SD2_LICENCE = (
 )
 
 
-def _kerascv_models():
-    from keras_cv.src.models.stable_diffusion import (
-        decoder,
-        diffusion_model,
-        image_encoder,
-        text_encoder,
-    )
-
-    return text_encoder, diffusion_model, decoder, image_encoder
-
-
-def _build_sd(version: int, component: Component, height: int, width: int):
-    text_encoder, diffusion_model, decoder, image_encoder = _kerascv_models()
-    if component == "text_encoder":
-        cls = text_encoder.TextEncoder if version == 1 else text_encoder.TextEncoderV2
-        return cls(MAX_PROMPT_LENGTH, download_weights=False)
-    if component == "diffusion_model":
-        cls = diffusion_model.DiffusionModel if version == 1 else diffusion_model.DiffusionModelV2
-        return cls(height, width, MAX_PROMPT_LENGTH, download_weights=False)
-    if component == "decoder":
-        return decoder.Decoder(height, width, download_weights=False)
-    return image_encoder.ImageEncoder(download_weights=False)
-
-
-def _build_shapes(component: Component, height: int, width: int, seed: int):
-    from kerasmorph.shapes import pretrained
-
-    return pretrained.build_component(component, height, width, seed)
-
-
-def _shapes_weights_dir() -> Path:
-    from kerasmorph.shapes import pretrained
-
-    return pretrained.weights_dir()
-
-
-def _build_tiny(component: Component, height: int, width: int, seed: int):
-    if component == "text_encoder":
-        return tiny.build_text_encoder(seed)
-    if component == "diffusion_model":
-        return tiny.build_diffusion_model(height, width, seed)
-    if component == "decoder":
-        return tiny.build_decoder(height, width, seed)
-    return tiny.build_image_encoder(seed)
-
-
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """A named model recipe.
@@ -154,12 +105,11 @@ class Preset:
             the UNet's 3 halvings = 64 for every preset).
         weight_files: component -> `WeightFile`; empty for random presets.
         licence: the weights' licence notice ("" when none applies).
-        build: `(component, height, width, seed) -> keras.Model` building an
-            uninitialised (random) component.
+        architecture: the builder `kerasmorph.models.build_component` uses
+            (`kerasmorph.models.BUILDERS`): `"sd1"`, `"sd2"`, `"tiny"` or
+            `"shapes"`. Weights that ship inside kerasmorph (`shapes`) are
+            found by `kerasmorph.models.bundled_weights_dir(preset)`.
         kerascv_class: name of the matching `keras_cv.models` class, if any.
-        bundled_weights: `() -> Path` of the directory holding weights that
-            ship inside kerasmorph (`shapes`), for `kerasmorph info`; `None`
-            for presets with no weights or with `weight_files` to find.
     """
 
     name: str
@@ -168,9 +118,8 @@ class Preset:
     size_multiple: int
     weight_files: Mapping[str, WeightFile]
     licence: str
-    build: Callable[[Component, int, int, int], Any]
+    architecture: str
     kerascv_class: str | None = None
-    bundled_weights: Callable[[], Path] | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -181,7 +130,7 @@ PRESETS: dict[str, Preset] = {
         size_multiple=64,
         weight_files=_SD1_FILES,
         licence=_SD1_LICENCE,
-        build=lambda component, h, w, seed: _build_sd(1, component, h, w),
+        architecture="sd1",
         kerascv_class="StableDiffusion",
     ),
     "sd2": Preset(
@@ -191,7 +140,7 @@ PRESETS: dict[str, Preset] = {
         size_multiple=64,
         weight_files=_SD2_FILES,
         licence=_SD2_LICENCE,
-        build=lambda component, h, w, seed: _build_sd(2, component, h, w),
+        architecture="sd2",
         kerascv_class="StableDiffusionV2",
     ),
     "tiny": Preset(
@@ -201,7 +150,7 @@ PRESETS: dict[str, Preset] = {
         size_multiple=64,
         weight_files={},
         licence="",
-        build=_build_tiny,
+        architecture="tiny",
     ),
     "shapes": Preset(
         name="shapes",
@@ -213,8 +162,7 @@ PRESETS: dict[str, Preset] = {
         size_multiple=64,
         weight_files={},
         licence="",
-        build=_build_shapes,
-        bundled_weights=_shapes_weights_dir,
+        architecture="shapes",
     ),
 }
 
@@ -225,201 +173,3 @@ def get_preset(name: str) -> Preset:
         valid = ", ".join(repr(key) for key in PRESETS)
         raise ValueError(f"Unknown preset. Valid presets: {valid}. Received: preset={name!r}")
     return PRESETS[name]
-
-
-@contextlib.contextmanager
-def dtype_policy_scope(precision: str) -> Iterator[None]:
-    """Sets the global Keras dtype policy only inside the `with` block.
-
-    KerasCV's components take no `dtype` argument, so the policy they are built
-    with must be global while they are constructed; the caller's policy is
-    restored afterwards, also when building fails.
-    """
-    if precision not in PRECISIONS:
-        valid = ", ".join(repr(p) for p in PRECISIONS)
-        raise ValueError(f"`precision` must be one of {valid}. Received: precision={precision!r}")
-    keras = keras_module()
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-class WeightsLoadError(ValueError):
-    """Raised when a weight file cannot be read into a component."""
-
-
-def build_component(
-    preset: Preset,
-    component: Component,
-    img_height: int,
-    img_width: int,
-    *,
-    weights_path: str | os.PathLike | None = None,
-    precision: str = "float32",
-    seed: int = tiny.DEFAULT_SEED,
-):
-    """Builds one component and loads its weights file, if any.
-
-    Args:
-        preset: the `Preset`.
-        component: one of `COMPONENTS`.
-        img_height: image height in pixels (fixes the UNet/decoder input shape).
-        img_width: image width in pixels.
-        weights_path: a file for `model.load_weights` (KerasCV `.h5` or Keras 3
-            `.weights.h5`); `None` keeps the random initialisation.
-        precision: Keras dtype policy to build with.
-        seed: weight seed of random presets.
-
-    Returns:
-        The built `keras.Model`.
-
-    Raises:
-        WeightsLoadError: when the file is unreadable or has another
-            architecture, naming the file and the component.
-    """
-    with dtype_policy_scope(precision):
-        model = preset.build(component, img_height, img_width, seed)
-    if weights_path is not None:
-        try:
-            model.load_weights(os.fspath(weights_path))
-        except Exception as error:  # h5py, ValueError: report them uniformly.
-            raise WeightsLoadError(
-                f"Could not load {weights_path} into the {preset.name!r} "
-                f"{component} ({type(model).__name__}, {len(model.weights)} "
-                f"weight tensors). Is it a {preset.name} file for this component? "
-                f"Cause: {type(error).__name__}: {error}"
-            ) from error
-    return model
-
-
-def bpe_vocabulary_path() -> Path:
-    """Returns the path of the CLIP BPE merges shipped inside kerasmorph."""
-    return Path(
-        str(resources.files("kerasmorph") / "data" / "clip" / "bpe_simple_vocab_16e6.txt.gz")
-    )
-
-
-def build_tokenizer():
-    """Builds KerasCV's CLIP `SimpleTokenizer` on the bundled vocabulary."""
-    keras_module()
-    from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer(bpe_path=str(bpe_vocabulary_path()))
-
-
-def resize_component(model, img_height: int, img_width: int):
-    """Returns `model` rewired for another image size, sharing its variables.
-
-    KerasCV's UNet and decoder layers read static shapes when they are called,
-    so calling the SAME layers on new `keras.Input`s of another latent size
-    builds a model for that size whose weights are the original's variables
-    (no copy). Size-independent components (the text encoder, an encoder with
-    `(None, None, 3)` input) need no rewiring: pass them on as they are.
-
-    Args:
-        model: a functional or `Sequential` component whose latent input is
-            (h, w, 4) (the UNet's `latent`, the decoder's only input).
-        img_height, img_width: the new image size in pixels.
-
-    Returns:
-        A `keras.Model` sharing every layer with `model`.
-    """
-    latent_shape = (img_height // 8, img_width // 8, 4)
-
-    def input_shape(tensor) -> tuple:
-        shape = tuple(tensor.shape[1:])
-        return latent_shape if len(shape) == 3 and shape[-1] == 4 else shape
-
-    return _rewire_inputs(model, input_shape)
-
-
-def context_length(model) -> int:
-    """The sequence length L of a UNet's `context` input (B, L, D): 77 as built.
-
-    Raises:
-        ValueError: when `model` has no input named `context`.
-    """
-    for tensor in model.inputs:
-        if tensor.name == "context":
-            return int(tensor.shape[1])
-    names = [tensor.name for tensor in model.inputs]
-    raise ValueError(f"The UNet has no input named 'context'. Received: inputs {names}")
-
-
-def rewire_context_length(model, sequence_length: int):
-    """Returns the UNet rewired for text encodings of another length, sharing its variables.
-
-    A UNet's `context` input has a static shape (77, D), but nothing in it
-    depends on 77: KerasCV's `CrossAttention` reads the context length from
-    the tensor it is called on (`context.shape[1]`, to reshape keys and values
-    into heads), and the weights of `to_k`/`to_v` act on the width D only. So
-    calling the SAME layers on a new `context` Input of (sequence_length, D)
-    — as `resize_component` does for image sizes — gives a UNet that attends
-    over `sequence_length` tokens with the original's variables (no copy).
-    This is how prompts longer than 75 tokens are used: their 75-token chunks
-    are encoded separately and concatenated (`Explorer.encode_text(...,
-    long_prompts=True)`), so cross-attention sees all of them at once.
-
-    Args:
-        model: a functional UNet with inputs `latent`, `timestep_embedding`
-            and `context` (KerasCV's `DiffusionModel`/`DiffusionModelV2`, the
-            `tiny` one).
-        sequence_length: the new context length, an integer >= 1 (the
-            Explorer uses multiples of 77).
-
-    Returns:
-        A `keras.Model` sharing every layer with `model`, whose `context`
-        input is (sequence_length, D); the other inputs are unchanged.
-
-    Raises:
-        ValueError: for a non-positive `sequence_length` or a model without a
-            `context` input.
-
-    Example:
-
-    ```python
-    unet = kerasmorph.presets.rewire_context_length(explorer.diffusion_model, 154)
-    assert unet.weights[0] is explorer.diffusion_model.weights[0]
-    ```
-    """
-    if (
-        isinstance(sequence_length, bool)
-        or not isinstance(sequence_length, int)
-        or sequence_length < 1
-    ):
-        raise ValueError(
-            "`sequence_length` must be an integer >= 1. "
-            f"Received: sequence_length={sequence_length!r}"
-        )
-    context_length(model)  # Raises for a model without a `context` input.
-
-    def input_shape(tensor) -> tuple:
-        shape = tuple(tensor.shape[1:])
-        return (sequence_length, shape[-1]) if tensor.name == "context" else shape
-
-    return _rewire_inputs(model, input_shape)
-
-
-def _rewire_inputs(model, input_shape: Callable[[Any], tuple]):
-    """Calls `model`'s own layers on new `keras.Input`s of `input_shape(tensor)`.
-
-    Input names and dtypes are kept (the UNet is called with a dict keyed by
-    them); `clone_function=lambda layer: layer` reuses every layer instead of
-    copying it, so the new model's weights ARE the original's variables.
-    """
-    keras = keras_module()
-
-    def new_input(tensor):
-        return keras.Input(input_shape(tensor), dtype=tensor.dtype, name=tensor.name)
-
-    if isinstance(model, keras.Sequential):
-        inputs = new_input(model.inputs[0])
-        outputs = inputs
-        for layer in model.layers:
-            outputs = layer(outputs)
-        return keras.Model(inputs, outputs, name=model.name)
-    inputs = [new_input(tensor) for tensor in model.inputs]
-    return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)

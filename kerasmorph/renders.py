@@ -292,27 +292,52 @@ def read_frames(directory: str | os.PathLike, num_frames: int) -> list[np.ndarra
     return frames
 
 
+def _read_tf_config() -> tuple[str | None, int | None, dict[str, Any]]:
+    """`(task type, task index, cluster)` of `TF_CONFIG`, as TensorFlow reads them.
+
+    The same reading as `tf.distribute.cluster_resolver.TFConfigClusterResolver`
+    (`task_type`, `task_id`, `cluster_spec().as_dict()`) without importing
+    TensorFlow: a missing key gives `None`; a job's tasks are a list of
+    addresses, or a dict task index -> address (kept a dict when sparse).
+    """
+    config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = config.get("task", {})
+    task_type = str(task["type"]) if "type" in task else None
+    task_id = int(task["index"]) if "index" in task else None
+    cluster: dict[str, Any] = {}
+    for job, tasks in config.get("cluster", {}).items():
+        if isinstance(tasks, (list, tuple)):
+            tasks = dict(enumerate(tasks))
+        elif isinstance(tasks, dict):
+            tasks = {int(index): address for index, address in tasks.items()}
+        else:
+            raise TypeError(
+                f"The tasks for job {job!r} must be a list or a dictionary from integers "
+                "to strings."
+            )
+        indices = sorted(tasks)
+        dense = bool(indices) and indices[-1] + 1 == len(indices)
+        cluster[job] = [tasks[i] for i in indices] if dense else {i: tasks[i] for i in indices}
+    return task_type, task_id, cluster
+
+
 def shard_of_cluster() -> tuple[int, int]:
     """`(task_index, num_workers)` of this process from `TF_CONFIG`.
 
-    Uses TensorFlow's `TFConfigClusterResolver`; a process without
-    `TF_CONFIG` is worker 0 of 1. Only the task index and count are read —
-    workers render disjoint frames, so no collective or server is started.
+    Reads `TF_CONFIG` as TensorFlow's `TFConfigClusterResolver` does; a process
+    without `TF_CONFIG` is worker 0 of 1. Only the task index and count are
+    read — workers render disjoint frames, so no collective or server is
+    started.
     """
     if not os.environ.get("TF_CONFIG"):
         return (0, 1)
-    import tensorflow as tf
-
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    cluster = resolver.cluster_spec().as_dict()
+    task_type, task_id, cluster = _read_tf_config()
     workers = cluster.get("worker", [])
-    if resolver.task_type not in ("worker", "chief") or not workers:
+    if task_type not in ("worker", "chief") or not workers:
         raise ValueError(
             "TF_CONFIG must describe a 'worker' cluster with this task's type and "
-            f"index. Received: task_type={resolver.task_type!r}, cluster={cluster}"
+            f"index. Received: task_type={task_type!r}, cluster={cluster}"
         )
     num_tasks = len(workers) + len(cluster.get("chief", []))
-    index = resolver.task_id + (
-        len(cluster.get("chief", [])) if resolver.task_type == "worker" else 0
-    )
+    index = task_id + (len(cluster.get("chief", [])) if task_type == "worker" else 0)
     return (int(index), int(num_tasks))

@@ -1,137 +1,50 @@
-"""The denoising loop: KerasCV's DDIM (eta = 0) over any UNet callable.
+"""The guided denoising loop over any UNet callable and any scheduler.
 
-It computes what `keras_cv.models.StableDiffusion.generate_image` computes —
-same timesteps, same `_ALPHAS_CUMPROD` table, same guidance formula, same
-operation order in the update — with three differences that change speed,
-not results:
+With the default `kerasmorph.schedulers.DDIMScheduler` it computes what
+`keras_cv.models.StableDiffusion.generate_image` computes — same timesteps,
+same `_ALPHAS_CUMPROD` table, same guidance formula, same operation order in
+the update — with three differences that change speed, not results:
 
 - the unconditional and conditional UNet passes run as ONE call on a doubled
   batch (`[unconditional; conditional]`), not two `predict_on_batch` calls
   (which also copy the batch to every replica under a `tf.distribute`
   strategy);
-- the whole guided step is one `tf.function`, compiled by XLA when
-  `jit_compile=True`, whose inputs are all tensors of fixed shape, so a render
-  of any length traces it once per (batch size, image size);
-- per-step constants (timestep embeddings, the four DDIM coefficients) are
-  computed once per schedule.
+- the whole guided step (the scheduler's `model_input`, the UNet, guidance and
+  the scheduler's `update`) is one `tf.function`, compiled by XLA when
+  `jit_compile=True`, whose inputs are all tensors of fixed shape (the
+  scheduler's per-step constants are a row of a table), so a render of any
+  length traces it once per (batch size, image size);
+- timestep embeddings are computed once per schedule.
+
+One loop serves one device and a `tf.distribute` strategy: under a strategy
+the batch is split into one shard per replica, the compiled step runs through
+`strategy.run`, the element-wise blends (inpainting, inversion refinements)
+run on each shard where it lies, and the shards are gathered in replica order.
 
 The scheduler arithmetic and the guidance combination run in float32 whatever
 the UNet's compute dtype.
 
 A UNet's `context` input has a static length (77 as built). To denoise with
 the longer encodings of chunked prompts (77·k tokens), give the Sampler a UNet
-rewired to that length (`kerasmorph.presets.rewire_context_length`); the
+rewired to that length (`kerasmorph.models.rewire_context_length`); the
 `Explorer` keeps one Sampler per length, so each length is traced once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import Any
 
 import numpy as np
 
-NUM_TRAIN_TIMESTEPS = 1000
-TIME_EMBEDDING_DIM = 320
+from kerasmorph._checks import check_finite, check_int
+from kerasmorph.constants import NUM_TRAIN_TIMESTEPS, TIME_EMBEDDING_DIM
+from kerasmorph.schedulers.base import FusedScheduler, Scheduler
 
-
-def kerascv_alphas_cumprod() -> np.ndarray:
-    """Returns KerasCV's `_ALPHAS_CUMPROD` table as float64, shape (1000,)."""
-    from keras_cv.src.models.stable_diffusion.constants import _ALPHAS_CUMPROD
-
-    return np.asarray(_ALPHAS_CUMPROD, dtype=np.float64)
-
-
-def scaled_linear_alphas_cumprod(
-    beta_start: float = 0.00085,
-    beta_end: float = 0.012,
-    num_train_timesteps: int = NUM_TRAIN_TIMESTEPS,
-) -> np.ndarray:
-    """Computes ᾱ_t of Stable Diffusion's scaled-linear beta schedule.
-
-    Betas are linear in sqrt space between `beta_start` and `beta_end`; this
-    reproduces KerasCV's stored table to ~5e-8 (see the tests).
-
-    Returns:
-        float64 array (num_train_timesteps,), decreasing from ~0.99915.
-    """
-    betas = np.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps) ** 2
-    return np.cumprod(1.0 - betas)
-
-
-def ddim_timesteps(num_steps: int) -> np.ndarray:
-    """KerasCV's timesteps: `round(arange(num_steps) * 999 / (num_steps - 1))`.
-
-    Args:
-        num_steps: number of denoising steps, >= 1.
-
-    Returns:
-        int64 array (num_steps,), ascending from 0 to 999 (just [0] when
-        `num_steps == 1`, as in KerasCV).
-    """
-    if not isinstance(num_steps, (int, np.integer)) or num_steps < 1:
-        raise ValueError(f"`num_steps` must be an integer >= 1. Received: num_steps={num_steps!r}")
-    ratio = (NUM_TRAIN_TIMESTEPS - 1) / (num_steps - 1) if num_steps > 1 else NUM_TRAIN_TIMESTEPS
-    return (np.arange(0, num_steps) * ratio).round().astype(np.int64)
-
-
-@dataclasses.dataclass(frozen=True)
-class DDIMSchedule:
-    """Per-step constants of a deterministic DDIM run, in ascending order.
-
-    The loop visits the steps from the last index to 0. At index i the update
-    is, with eps the guided noise prediction:
-
-        pred_x0 = (latent - sqrt(1 - ᾱ_i) · eps) / sqrt(ᾱ_i)
-        latent  = eps · sqrt(1 - ᾱ_prev_i) + sqrt(ᾱ_prev_i) · pred_x0
-
-    where ᾱ_prev_0 = 1 (the last update returns pred_x0).
-
-    Attributes:
-        timesteps: int64 (num_steps,).
-        alphas: ᾱ at each timestep, float64 (num_steps,).
-        alphas_prev: ᾱ of the next (less noisy) step, float64 (num_steps,).
-    """
-
-    timesteps: np.ndarray
-    alphas: np.ndarray
-    alphas_prev: np.ndarray
-
-    @classmethod
-    def create(cls, num_steps: int, alphas_cumprod: np.ndarray | None = None) -> "DDIMSchedule":
-        """Builds KerasCV's schedule for `num_steps` steps.
-
-        Args:
-            num_steps: number of denoising steps, >= 1.
-            alphas_cumprod: ᾱ table of 1000 entries; default KerasCV's.
-        """
-        table = kerascv_alphas_cumprod() if alphas_cumprod is None else alphas_cumprod
-        timesteps = ddim_timesteps(num_steps)
-        alphas = np.asarray([table[t] for t in timesteps], dtype=np.float64)
-        alphas_prev = np.concatenate([[1.0], alphas[:-1]])
-        return cls(timesteps=timesteps, alphas=alphas, alphas_prev=alphas_prev)
-
-    @property
-    def num_steps(self) -> int:
-        return len(self.timesteps)
-
-    def coefficients(self) -> np.ndarray:
-        """Returns float32 (num_steps, 4): sqrt(1-ᾱ), sqrt(ᾱ), sqrt(1-ᾱ_prev), sqrt(ᾱ_prev).
-
-        Computed in float64 with `math.sqrt`, then rounded to float32, exactly
-        as KerasCV's Python floats are when multiplied with float32 tensors.
-        """
-        rows = [
-            (
-                math.sqrt(1.0 - a_t),
-                math.sqrt(a_t),
-                math.sqrt(1.0 - a_prev),
-                math.sqrt(a_prev),
-            )
-            for a_t, a_prev in zip(self.alphas, self.alphas_prev)
-        ]
-        return np.asarray(rows, dtype=np.float32)
+__all__ = ["NUM_TRAIN_TIMESTEPS", "TIME_EMBEDDING_DIM", "Sampler", "timestep_embeddings"]
 
 
 def timestep_embeddings(
@@ -140,7 +53,7 @@ def timestep_embeddings(
     """Sinusoidal timestep embeddings, computed with KerasCV's float32 ops.
 
     Args:
-        timesteps: int array (num_steps,).
+        timesteps: int or float array (num_steps,).
         dim: embedding width (320 for every Stable Diffusion UNet).
         max_period: the embedding's longest period.
 
@@ -160,20 +73,22 @@ def timestep_embeddings(
 
 
 class Sampler:
-    """Runs guided DDIM denoising with one UNet call per step.
+    """Runs guided denoising with one UNet call per step, for any scheduler.
 
     Args:
         diffusion_model: a Keras UNet taking `latent` (B, h, w, 4),
             `timestep_embedding` (B, 320) and `context` (B, L, D), returning
             the noise prediction (B, h, w, 4) in any float dtype. L is the
             UNet's context length (77, or 77·k for a UNet rewired with
-            `kerasmorph.presets.rewire_context_length`).
-        jit_compile: compile each guided step with XLA.
+            `kerasmorph.models.rewire_context_length`).
+        jit_compile: compile the guided step with XLA.
+        strategy: a `tf.distribute` strategy whose scope built the UNet, or
+            `None` for one device. Batches are split evenly over its replicas.
 
     Attributes:
         num_traces: how many times the step function has been traced; one per
-            (batch size, image size) when nothing retraces (a Sampler runs
-            one UNet, so one context length).
+            (batch size, image size) and replica when nothing retraces (a
+            Sampler runs one UNet, so one context length).
         num_steps_run: guided steps run so far (each is one UNet call on a
             doubled batch).
 
@@ -181,111 +96,104 @@ class Sampler:
 
     ```python
     sampler = kerasmorph.sampler.Sampler(explorer.diffusion_model)
-    schedule = kerasmorph.sampler.DDIMSchedule.create(num_steps=25)
-    latent = sampler.sample(noise, context, unconditional_context, schedule, 7.5)
+    scheduler = kerasmorph.schedulers.get("ddim")
+    scheduler.set_timesteps(25)
+    latent = sampler.sample(noise, context, unconditional_context, scheduler, 7.5)
     ```
     """
 
     def __init__(self, diffusion_model, jit_compile: bool = False, strategy=None):
-        import tensorflow as tf
-
         self.diffusion_model = diffusion_model
         self.jit_compile = jit_compile
         self.strategy = strategy
         self.num_traces = 0
         self.num_steps_run = 0
-        self._step = tf.function(self._guided_step, jit_compile=jit_compile)
-        self._embedding_cache: dict[int, np.ndarray] = {}
-
-    def _guided_step(
-        self, latent, timestep_embedding, context, unconditional_context, guidance, coefficients
-    ):
-        import tensorflow as tf
-
-        self.num_traces += 1  # Runs only while tracing.
-        batch_size = tf.shape(latent)[0]
-        # Shapes: latent (B, h, w, 4); contexts (B, L, D); embedding (320,).
-        outputs = self.diffusion_model(
-            {
-                "latent": tf.concat([latent, latent], axis=0),
-                "timestep_embedding": tf.repeat(timestep_embedding[None], 2 * batch_size, axis=0),
-                "context": tf.concat([unconditional_context, context], axis=0),
-            },
-            training=False,
-        )
-        outputs = tf.cast(outputs, tf.float32)
-        unconditional_eps, conditional_eps = outputs[:batch_size], outputs[batch_size:]
-        eps = unconditional_eps + guidance * (conditional_eps - unconditional_eps)
-        sqrt_one_minus_alpha, sqrt_alpha = coefficients[0], coefficients[1]
-        sqrt_one_minus_alpha_prev, sqrt_alpha_prev = coefficients[2], coefficients[3]
-        pred_x0 = (latent - sqrt_one_minus_alpha * eps) / sqrt_alpha
-        return eps * sqrt_one_minus_alpha_prev + sqrt_alpha_prev * pred_x0
+        # One compiled step per scheduler `trace_key()` (the class for DDIM), so
+        # a new scheduler object per call reuses the traced function.
+        self._steps: dict[Hashable, Callable] = {}
+        self._embedding_cache: dict[tuple, np.ndarray] = {}
 
     def sample(
         self,
         latent: np.ndarray,
         context: np.ndarray,
         unconditional_context: np.ndarray,
-        schedule: DDIMSchedule,
+        scheduler: Scheduler,
         unconditional_guidance_scale: float,
         *,
-        num_skipped_steps: int = 0,
+        start_index: int = 0,
         on_step: Callable[[], None] | None = None,
         keep: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+        step_noise: Callable[[int], np.ndarray] | None = None,
     ) -> np.ndarray:
         """Denoises one batch of latents.
 
         Args:
-            latent: float32 (B, h, w, 4), the starting latent (pure noise for
-                text-to-image).
+            latent: float32 (B, h, w, 4), the starting latent: noise scaled by
+                `scheduler.init_noise_sigma` for text-to-image, or
+                `scheduler.add_noise(latents, noise, start_index)` for img2img.
             context: float32 (B, L, D), the prompt encodings.
             unconditional_context: float32 (B, L, D), the empty or negative
                 prompt encodings.
-            schedule: the `DDIMSchedule`.
+            scheduler: a `kerasmorph.schedulers.Scheduler` after
+                `set_timesteps(num_steps)`.
             unconditional_guidance_scale: the classifier-free guidance scale.
-            num_skipped_steps: skip this many of the noisiest steps (img2img
-                starts part-way); 0 runs them all.
+            start_index: first UNet call to run, in [0, num_model_calls);
+                img2img starts at `scheduler.start_index(k)`. Default 0 runs
+                them all.
             on_step: called after every step (progress bars).
             keep: `(mask, original, noise)` for inpainting by latent mask
-                blending: mask float32 (B, h, w, 1), 1 = repaint; after every
-                step the kept region (mask 0) is replaced by `original`
-                (B, h, w, 4) noised with `noise` to the step's level,
-                `sqrt(ᾱ_prev)·original + sqrt(1 − ᾱ_prev)·noise`. The last
-                step has ᾱ_prev = 1, so the kept region ends exactly equal to
-                `original`.
+                blending: mask float32 (B, h, w, 1), 1 = repaint; after step i
+                the kept region (mask 0) is replaced by `original` (B, h, w, 4)
+                noised with `noise` (B, h, w, 4) to the level after the step,
+                `scheduler.add_noise(original, noise, i + 1)`. After the last
+                step that is `original` itself.
+            step_noise: `index -> float32 (B, h, w, 4)` standard-normal noise
+                of UNet call `index`, for stochastic (ancestral) schedulers;
+                required by them, ignored by the others.
 
         Returns:
             float32 (B, h, w, 4), the final latent.
+
+        Raises:
+            ValueError: for mismatched context shapes, an out-of-range
+                `start_index`, or a batch that does not split over the replicas.
         """
-        import tensorflow as tf
-
-        coefficients = schedule.coefficients()
-        after_step = None
-        if keep is not None:
-            mask, original, noise = (tf.constant(a, tf.float32) for a in keep)
-
-            def after_step(index, latent):
-                noised = coefficients[index, 3] * original + coefficients[index, 2] * noise
-                return mask * latent + (1.0 - mask) * noised
-
-        return self._run(
-            latent,
-            context,
-            unconditional_context,
-            schedule.timesteps,
-            coefficients,
-            range(schedule.num_steps - 1 - num_skipped_steps, -1, -1),
-            unconditional_guidance_scale,
-            on_step,
-            after_step,
-        )
+        _check_contexts(context, unconditional_context)
+        start_index = _check_scheduler(scheduler, start_index)
+        if not isinstance(scheduler, FusedScheduler):
+            return self._sample_on_host(
+                latent,
+                context,
+                unconditional_context,
+                scheduler,
+                _guidance(unconditional_guidance_scale),
+                start_index,
+                on_step,
+                keep,
+                step_noise,
+            )
+        run = self._start(scheduler, len(latent), context, unconditional_context)
+        guidance = _guidance(unconditional_guidance_scale)
+        replicas = run.replicas
+        latent = replicas.batched(latent)
+        blended = replicas.batched(*keep) if keep is not None else None
+        state = replicas.map(scheduler.initial_state, latent)
+        for index in range(start_index, scheduler.num_steps):
+            latent, state = run.step(latent, index, run.constants[index], state, guidance)
+            if blended is not None:
+                signal, scale = scheduler.noise_scales(index + 1)
+                blend = functools.partial(_keep_blend, signal=signal, scale=scale)
+                latent = replicas.map(blend, latent, *blended)
+            self._count(1, on_step)
+        return replicas.gather(latent)
 
     def invert(
         self,
         latent: np.ndarray,
         context: np.ndarray,
         unconditional_context: np.ndarray,
-        schedule: DDIMSchedule,
+        scheduler: Scheduler,
         unconditional_guidance_scale: float,
         *,
         num_refinements: int = 0,
@@ -293,19 +201,21 @@ class Sampler:
     ) -> np.ndarray:
         """DDIM inversion: runs the deterministic sampler backwards.
 
-        Step i goes from ᾱ_prev_i to ᾱ_i with the noise predicted at the less
-        noisy latent and timestep t_i — the forward update with its two ᾱs
-        swapped — so it reuses the compiled step. That prediction is taken at
-        the wrong latent, which is what makes plain inversion approximate;
-        each of `num_refinements` fixed-point iterations evaluates the forward
-        step at the current guess x and corrects it,
-        `x += (x_prev − step(x)) · sqrt(ᾱ_i) / sqrt(ᾱ_prev_i)`, so that
-        sampling from the result lands back on `latent`.
+        Visited step i is undone from the level after it to the level before
+        it with the noise predicted at the less noisy latent and timestep t_i
+        — the update with its two levels swapped
+        (`scheduler.inversion_constants()`) — so it reuses the compiled step.
+        That prediction is taken at the wrong latent, which is what makes
+        plain inversion approximate; each of `num_refinements` fixed-point
+        iterations evaluates the forward step at the current guess x and
+        corrects it, `x += (x_next − step(x)) · signal_i / signal_{i+1}`, so
+        that sampling from the result lands back on `latent`.
 
         Args:
             latent: float32 (B, h, w, 4), clean image latents.
             context, unconditional_context: as in `sample`.
-            schedule: the `DDIMSchedule`.
+            scheduler: a scheduler with `supports_inversion` (`"ddim"`), after
+                `set_timesteps(num_steps)`.
             unconditional_guidance_scale: guidance used while inverting (1.0
                 inverts most faithfully).
             num_refinements: fixed-point iterations per step (each costs one
@@ -313,167 +223,316 @@ class Sampler:
             on_step: called after every inversion step.
 
         Returns:
-            float32 (B, h, w, 4), the latent at the schedule's noisiest step.
+            float32 (B, h, w, 4), the latent at the input of the noisiest step.
+
+        Raises:
+            ValueError: for a scheduler that cannot be inverted, mismatched
+                contexts or a negative `num_refinements`.
         """
-        import tensorflow as tf
-
-        _check_contexts(context, unconditional_context)
-        forward = schedule.coefficients()
-        swapped = forward[:, [2, 3, 0, 1]]
-        embeddings = self._embeddings(schedule.timesteps)
-        latent = tf.convert_to_tensor(latent, dtype=tf.float32)
-        context = tf.convert_to_tensor(context, dtype=tf.float32)
-        unconditional_context = tf.convert_to_tensor(unconditional_context, dtype=tf.float32)
-        guidance = tf.constant(unconditional_guidance_scale, dtype=tf.float32)
-        for index in range(schedule.num_steps):
-            previous = latent
-            latent = self._step(
-                previous,
-                embeddings[index],
-                context,
-                unconditional_context,
-                guidance,
-                tf.constant(swapped[index]),
-            )
-            # d step(x) / dx ≈ sqrt(ᾱ_prev) / sqrt(ᾱ) when eps varies slowly.
-            gain = float(forward[index, 1] / forward[index, 3])
-            for _ in range(num_refinements):
-                back = self._step(
-                    latent,
-                    embeddings[index],
-                    context,
-                    unconditional_context,
-                    guidance,
-                    tf.constant(forward[index]),
-                )
-                latent = latent + (previous - back) * gain
-            self.num_steps_run += 1 + num_refinements
-            if on_step is not None:
-                on_step()
-        return latent.numpy()
-
-    def _run(
-        self,
-        latent,
-        context,
-        unconditional_context,
-        timesteps,
-        coefficients,
-        indices,
-        guidance,
-        on_step,
-        after_step=None,
-    ) -> np.ndarray:
-        """Runs the compiled step at each of `indices`, in the order given."""
-        import tensorflow as tf
-
-        _check_contexts(context, unconditional_context)
-        if self.strategy is not None and self.strategy.num_replicas_in_sync > 1:
-            if after_step is not None:
-                raise ValueError(
-                    "Latent mask blending (inpainting) runs on one device; build the "
-                    "Explorer without a multi-replica strategy to inpaint."
-                )
-            return self._run_distributed(
-                latent,
-                context,
-                unconditional_context,
-                timesteps,
-                coefficients,
-                indices,
-                guidance,
-                on_step,
-            )
-        embeddings = self._embeddings(timesteps)
-        step_coefficients = tf.constant(coefficients)
-        latent = tf.convert_to_tensor(latent, dtype=tf.float32)
-        context = tf.convert_to_tensor(context, dtype=tf.float32)
-        unconditional_context = tf.convert_to_tensor(unconditional_context, dtype=tf.float32)
-        guidance = tf.constant(guidance, dtype=tf.float32)
-        for index in indices:
-            latent = self._step(
-                latent,
-                embeddings[index],
-                context,
-                unconditional_context,
-                guidance,
-                step_coefficients[index],
-            )
-            if after_step is not None:
-                latent = after_step(index, latent)
-            self.num_steps_run += 1
-            if on_step is not None:
-                on_step()
-        return latent.numpy()
-
-    def _run_distributed(
-        self,
-        latent,
-        context,
-        unconditional_context,
-        timesteps,
-        coefficients,
-        indices,
-        guidance,
-        on_step,
-    ) -> np.ndarray:
-        """Shards the batch across the strategy's replicas with `strategy.run`.
-
-        Replica r gets rows [r·B/n, (r+1)·B/n) of every batched input; the
-        per-replica latents stay on their devices between steps and are
-        gathered in replica order at the end, so frames come out in order.
-        """
-        import tensorflow as tf
-
-        strategy = self.strategy
-        num_replicas = strategy.num_replicas_in_sync
-        rows = len(latent)
-        if rows % num_replicas:
+        if not scheduler.supports_inversion or scheduler.prediction_type != "epsilon":
             raise ValueError(
-                f"The batch of {rows} rows does not split evenly over {num_replicas} "
-                f"replicas. Use a batch size that is a multiple of {num_replicas}."
+                "Inversion needs the deterministic 'ddim' scheduler of an epsilon-prediction "
+                "model. "
+                f"Received: scheduler={getattr(scheduler, 'name', type(scheduler).__name__)!r}"
             )
-        share = rows // num_replicas
+        _check_contexts(context, unconditional_context)
+        _check_scheduler(scheduler, 0)
+        num_refinements = check_int("num_refinements", num_refinements, 0)
+        run = self._start(scheduler, len(latent), context, unconditional_context)
+        guidance = _guidance(unconditional_guidance_scale)
+        replicas, forward = run.replicas, run.constants
+        backward = _constant(scheduler.inversion_constants())
+        latent = replicas.batched(latent)
+        state = replicas.map(scheduler.initial_state, latent)
+        for index in reversed(range(scheduler.num_steps)):
+            target = latent
+            latent, _ = run.step(target, index, backward[index], state, guidance)
+            # d step(x) / dx ≈ signal_{i+1} / signal_i when eps varies slowly.
+            gain = float(scheduler.noise_scales(index)[0] / scheduler.noise_scales(index + 1)[0])
+            for _ in range(num_refinements):
+                back, _ = run.step(latent, index, forward[index], state, guidance)
+                latent = replicas.map(functools.partial(_refine, gain=gain), latent, target, back)
+            self._count(1 + num_refinements, on_step)
+        return replicas.gather(latent)
 
-        def distribute(array):
-            array = np.asarray(array, dtype=np.float32)
-            return strategy.experimental_distribute_values_from_function(
-                lambda context: tf.constant(
-                    array[context.replica_id_in_sync_group * share :][:share]
-                )
+    def _sample_on_host(
+        self,
+        latent,
+        context,
+        unconditional_context,
+        scheduler: Scheduler,
+        guidance,
+        start_index: int,
+        on_step,
+        keep,
+        step_noise,
+    ) -> np.ndarray:
+        """The loop for schedulers that step on the host: one compiled guided UNet call
+        per step (traced once per shape, whatever the scheduler), then the
+        scheduler's numpy `step` in float32."""
+        if scheduler.stochastic and step_noise is None:
+            raise ValueError(
+                f"The {scheduler.name!r} scheduler draws fresh noise at every step: pass "
+                "`step_noise` (index -> standard-normal latents of the batch's shape)."
             )
+        replicas = _Replicas(self.strategy, len(latent))
+        compiled = self._compiled_output()
+        embeddings = self._embeddings(scheduler.timesteps)
+        contexts = replicas.batched(context, unconditional_context)
+        sample = np.asarray(latent, dtype=np.float32)
+        state = scheduler.new_state()
+        for index in range(start_index, scheduler.num_model_calls):
+            model_input = replicas.batched(scheduler.scale_model_input(sample, index))
+            output = replicas.run(compiled, model_input, embeddings[index], *contexts, guidance)
+            noise = step_noise(index) if scheduler.stochastic else None
+            sample = scheduler.step(
+                replicas.gather(output), index, sample, state=state, noise=noise
+            )
+            if keep is not None:
+                mask, original, kept_noise = (np.asarray(a, dtype=np.float32) for a in keep)
+                kept = scheduler.add_noise(original, kept_noise, index + 1)
+                sample = mask * sample + (1.0 - mask) * kept
+            self._count(1, on_step)
+        return np.asarray(sample, dtype=np.float32)
 
-        embeddings = self._embeddings(timesteps)
-        step_coefficients = tf.constant(coefficients)
-        latent, context = distribute(latent), distribute(context)
-        unconditional_context = distribute(unconditional_context)
-        guidance = tf.constant(guidance, dtype=tf.float32)
-        for index in indices:
-            latent = strategy.run(
-                self._step,
-                args=(
-                    latent,
-                    embeddings[index],
-                    context,
-                    unconditional_context,
-                    guidance,
-                    step_coefficients[index],
-                ),
-            )
-            self.num_steps_run += 1
-            if on_step is not None:
-                on_step()
-        return np.concatenate(
-            [part.numpy() for part in strategy.experimental_local_results(latent)]
+    def _compiled_output(self) -> Callable:
+        """The `tf.function` of the guided UNet output alone (host-stepped schedulers)."""
+        import tensorflow as tf
+
+        if "output" not in self._steps:
+            self._steps["output"] = tf.function(self._guided_output, jit_compile=self.jit_compile)
+        return self._steps["output"]
+
+    def _guided_output(
+        self, model_input, timestep_embedding, context, unconditional_context, guidance
+    ):
+        """The classifier-free-guided prediction, float32; traced, never run eagerly."""
+        import tensorflow as tf
+
+        self.num_traces += 1  # Runs only while tracing.
+        batch_size = tf.shape(model_input)[0]
+        outputs = self.diffusion_model(
+            {
+                "latent": tf.concat([model_input, model_input], axis=0),
+                "timestep_embedding": tf.repeat(timestep_embedding[None], 2 * batch_size, axis=0),
+                "context": tf.concat([unconditional_context, context], axis=0),
+            },
+            training=False,
         )
+        outputs = tf.cast(outputs, tf.float32)
+        unconditional, conditional = outputs[:batch_size], outputs[batch_size:]
+        return unconditional + guidance * (conditional - unconditional)
+
+    # ------------------------------------------------------------- the loop
+    def _start(self, scheduler, batch_size, context, unconditional_context) -> _Run:
+        """Places the contexts and prepares what every step of one run shares."""
+        replicas = _Replicas(self.strategy, batch_size)
+        return _Run(
+            replicas=replicas,
+            compiled=self._compiled_step(scheduler),
+            embeddings=self._embeddings(scheduler.timesteps),
+            constants=_constant(scheduler.step_constants()),
+            contexts=replicas.batched(context, unconditional_context),
+        )
+
+    def _compiled_step(self, scheduler: Scheduler) -> Callable:
+        """The `tf.function` of a guided step for `scheduler`'s trace key (cached)."""
+        import tensorflow as tf
+
+        key = scheduler.trace_key()
+        if key not in self._steps:
+            self._steps[key] = tf.function(
+                functools.partial(self._guided_step, scheduler), jit_compile=self.jit_compile
+            )
+        return self._steps[key]
+
+    def _guided_step(
+        self,
+        scheduler,
+        latent,
+        timestep_embedding,
+        context,
+        unconditional_context,
+        guidance,
+        constants,
+        state,
+    ):
+        """One guided step; traced by `tf.function`, never run eagerly.
+
+        Shapes: latent (B, h, w, 4); contexts (B, L, D); embedding (320,);
+        guidance (); constants (K,). Returns `(latent, state)`.
+        """
+
+        model_input = scheduler.model_input(latent, constants)
+        eps = self._guided_output(
+            model_input, timestep_embedding, context, unconditional_context, guidance
+        )
+        return scheduler.update(latent, eps, constants, state)
 
     def _embeddings(self, timesteps: np.ndarray):
         import tensorflow as tf
 
-        key = hash(timesteps.tobytes())
+        key = (timesteps.dtype.str, timesteps.tobytes())
         if key not in self._embedding_cache:
             self._embedding_cache[key] = timestep_embeddings(timesteps)
         return tf.constant(self._embedding_cache[key])
+
+    def _count(self, num_steps: int, on_step) -> None:
+        self.num_steps_run += num_steps
+        if on_step is not None:
+            on_step()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What the steps of one `sample` or `invert` call share.
+
+    Attributes:
+        replicas: where the batched tensors live (`_Replicas`).
+        compiled: the guided step's `tf.function`.
+        embeddings: float32 tensor (num_steps, 320), in visited order.
+        constants: float32 tensor (num_steps, K), the scheduler's rows.
+        contexts: `(context, unconditional_context)`, placed (B, L, D) each.
+    """
+
+    replicas: _Replicas
+    compiled: Callable
+    embeddings: Any
+    constants: Any
+    contexts: tuple
+
+    def step(self, latent, index: int, row, state: tuple, guidance) -> tuple:
+        """One guided step at visited `index` with constants `row`; returns `(latent, state)`."""
+        context, unconditional_context = self.contexts
+        arguments = (latent, self.embeddings[index], context, unconditional_context, guidance)
+        return self.replicas.run(self.compiled, *arguments, row, state)
+
+
+class _Replicas:
+    """Where a run's batched tensors live: one device, or a strategy's replicas.
+
+    Without a strategy a batched value is a tensor and functions are called
+    directly. Under a strategy replica r holds rows [r·B/n, (r+1)·B/n) of each
+    batched value (a `PerReplica`); compiled functions run through
+    `strategy.run`, eager element-wise functions on each shard where it lies,
+    and `gather` concatenates the shards in replica order.
+
+    Args:
+        strategy: a `tf.distribute.Strategy` or `None`.
+        num_rows: the batch size B.
+
+    Raises:
+        ValueError: if B is not a multiple of the number of replicas.
+    """
+
+    def __init__(self, strategy, num_rows: int):
+        self.strategy = strategy
+        num_replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+        if num_rows % num_replicas:
+            raise ValueError(
+                f"The batch of {num_rows} rows does not split evenly over {num_replicas} "
+                f"replicas. Use a batch size that is a multiple of {num_replicas}."
+            )
+        self.share = num_rows // num_replicas
+
+    def batched(self, *arrays):
+        """Places float32 arrays (B, ...) on the devices; one value, or a tuple for several."""
+        import tensorflow as tf
+
+        values = []
+        for array in arrays:
+            if self.strategy is None:
+                values.append(tf.convert_to_tensor(array, dtype=tf.float32))
+                continue
+            array = np.asarray(array, dtype=np.float32)
+            values.append(
+                self._per_replica(
+                    lambda replica: tf.constant(array[replica * self.share :][: self.share])
+                )
+            )
+        return values[0] if len(values) == 1 else tuple(values)
+
+    def run(self, compiled: Callable, *args):
+        """Calls a `tf.function` on every replica (batched args sharded, others broadcast)."""
+        if self.strategy is None:
+            return compiled(*args)
+        return self.strategy.run(compiled, args=args)
+
+    def map(self, fn: Callable, *values):
+        """Calls an eager `fn` on each replica's shards of batched `values`, where they lie."""
+        import tensorflow as tf
+
+        if self.strategy is None:
+            return fn(*values)
+        shards = zip(*(self.strategy.experimental_local_results(value) for value in values))
+        outputs = []
+        for shard in shards:
+            with tf.device(shard[0].device):
+                outputs.append(fn(*shard))
+        return tf.nest.map_structure(
+            lambda *parts: self._per_replica(lambda replica: parts[replica]), *outputs
+        )
+
+    def _per_replica(self, make: Callable):
+        """A `PerReplica` value whose replica r is `make(r)`, created on r's device."""
+        import tensorflow as tf
+
+        try:
+            devices = self.strategy.extended.worker_devices
+        except (RuntimeError, NotImplementedError):  # The default strategy: no devices.
+            devices = None
+
+        def value(context):
+            replica = context.replica_id_in_sync_group
+            with tf.device(devices[replica] if devices else None):
+                return make(replica)
+
+        if self.strategy.num_replicas_in_sync == 1:
+            # `strategy.run` returns a plain tensor for one replica: feeding the
+            # same type back keeps the compiled step from tracing twice.
+            return value(tf.distribute.experimental.ValueContext(0, 1))
+        return self.strategy.experimental_distribute_values_from_function(value)
+
+    def gather(self, value) -> np.ndarray:
+        """Returns float32 (B, ...): the shards concatenated in replica order."""
+        if self.strategy is None:
+            return value.numpy()
+        return np.concatenate(
+            [part.numpy() for part in self.strategy.experimental_local_results(value)]
+        )
+
+
+def _keep_blend(latent, mask, original, noise, *, signal, scale):
+    """Inpainting: keeps `original` noised to the current level where mask is 0."""
+    noised = signal * original + scale * noise
+    return mask * latent + (1.0 - mask) * noised
+
+
+def _refine(latent, target, back, *, gain):
+    """One fixed-point correction of an inversion step."""
+    return latent + (target - back) * gain
+
+
+def _constant(array: np.ndarray):
+    import tensorflow as tf
+
+    return tf.constant(array)
+
+
+def _guidance(scale: float):
+    import tensorflow as tf
+
+    return tf.constant(check_finite("unconditional_guidance_scale", scale), dtype=tf.float32)
+
+
+def _check_scheduler(scheduler: Scheduler, start_index: int) -> int:
+    """Checks that `set_timesteps` ran and `start_index` is a visited step; returns it."""
+    if getattr(scheduler, "num_steps", None) is None:
+        raise ValueError(
+            "Call `scheduler.set_timesteps(num_steps)` before sampling. "
+            f"Received: scheduler={scheduler!r}"
+        )
+    return check_int("start_index", start_index, 0, scheduler.num_model_calls - 1)
 
 
 def _check_contexts(context, unconditional_context) -> None:

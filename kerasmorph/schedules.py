@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from kerasmorph._checks import check_index, check_positions, format_array_value
 
 ScheduleName = Literal["linear", "sinh", "ease", "cosine"]
 Schedule = Callable[[np.ndarray], np.ndarray]
@@ -40,52 +41,6 @@ DEFAULT_SINH_STEEPNESS = math.acosh(5.0)
 # How far a user schedule may miss 0 at t == 0, 1 at t == 1, or leave [0, 1]
 # before it is rejected rather than snapped (float noise, e.g. float32 math).
 _SCHEDULE_TOLERANCE = 1e-6
-
-
-def _format_value(value: object) -> str:
-    """Short text for a received value, used in error messages."""
-    if isinstance(value, np.ndarray) and value.ndim > 0:
-        return np.array2string(value, threshold=12, edgeitems=3, precision=6)
-    if isinstance(value, (np.ndarray, np.generic)):
-        value = value.item()
-    return repr(value)
-
-
-def _check_count(name: str, value: object, minimum: int) -> int:
-    """Returns `value` as an `int`, or raises unless it is an integer >= minimum."""
-    if isinstance(value, bool):
-        index = None
-    else:
-        try:
-            index = operator.index(value)
-        except TypeError:
-            index = None
-    if index is None or index < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={_format_value(value)}"
-        )
-    return index
-
-
-def _check_positions(t: ArrayLike, name: str = "t", *, max_ndim: int | None = None) -> np.ndarray:
-    """Returns `t` as a float64 array, or raises unless it is real, finite, in [0, 1]."""
-    array = np.asarray(t)
-    if array.dtype == bool or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-    ):
-        raise ValueError(
-            f"`{name}` must be a real number or an array of real numbers in [0, 1]. "
-            f"Received: {name}={_format_value(t)} (dtype {array.dtype})"
-        )
-    if max_ndim is not None and array.ndim > max_ndim:
-        raise ValueError(
-            f"`{name}` must be a scalar or a 1-D array of weights. "
-            f"Received: {name} with shape {array.shape}"
-        )
-    array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)) or np.any(array < 0.0) or np.any(array > 1.0):
-        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={_format_value(array)}")
-    return array
 
 
 def linear(t: ArrayLike) -> np.ndarray:
@@ -105,7 +60,7 @@ def linear(t: ArrayLike) -> np.ndarray:
     >>> kerasmorph.schedules.linear([0.0, 0.25, 1.0])
     array([0.  , 0.25, 1.  ])
     """
-    return _check_positions(t)
+    return check_positions("t", t)
 
 
 def sinh(t: ArrayLike, a: float = DEFAULT_SINH_STEEPNESS) -> np.ndarray:
@@ -135,7 +90,7 @@ def sinh(t: ArrayLike, a: float = DEFAULT_SINH_STEEPNESS) -> np.ndarray:
     >>> kerasmorph.schedules.sinh([0.0, 0.5, 1.0])
     array([0. , 0.5, 1. ])
     """
-    positions = _check_positions(t)
+    positions = check_positions("t", t)
     if isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a) or a <= 0:
         raise ValueError(f"`a` must be a positive finite number. Received: a={a!r}")
     weights = np.sinh(a * (2.0 * positions - 1.0)) / math.sinh(a) / 2.0 + 0.5
@@ -161,7 +116,7 @@ def ease(t: ArrayLike) -> np.ndarray:
     >>> kerasmorph.schedules.ease([0.0, 0.25, 0.5, 1.0])
     array([0.   , 0.125, 0.5  , 1.   ])
     """
-    positions = _check_positions(t)
+    positions = check_positions("t", t)
     weights = np.where(positions < 0.5, 2.0 * positions**2, 1.0 - 2.0 * (1.0 - positions) ** 2)
     return _snap_endpoints(positions, weights)
 
@@ -183,7 +138,7 @@ def cosine(t: ArrayLike) -> np.ndarray:
     >>> kerasmorph.schedules.cosine([0.0, 0.5, 1.0])
     array([0. , 0.5, 1. ])
     """
-    positions = _check_positions(t)
+    positions = check_positions("t", t)
     weights = (1.0 - np.cos(np.pi * positions)) / 2.0
     return _snap_endpoints(positions, np.clip(weights, 0.0, 1.0))
 
@@ -262,7 +217,7 @@ def apply_schedule(schedule: ScheduleName | str | Schedule, t: ArrayLike) -> np.
     array([0.  , 0.25, 1.  ])
     """
     fn = get_schedule(schedule)
-    positions = _check_positions(t)
+    positions = check_positions("t", t)
     weights = np.asarray(fn(positions), dtype=np.float64)
     if weights.shape != positions.shape:
         raise ValueError(
@@ -273,15 +228,15 @@ def apply_schedule(schedule: ScheduleName | str | Schedule, t: ArrayLike) -> np.
     if not np.all(np.isfinite(weights)) or np.any(weights < low) or np.any(weights > high):
         raise ValueError(
             "A schedule must return finite weights in [0, 1]. "
-            f"Received: schedule(t)={_format_value(weights)}"
+            f"Received: schedule(t)={format_array_value(weights)}"
         )
     order = np.argsort(positions, axis=None, kind="stable")
     sorted_weights = weights.reshape(-1)[order]
     if np.any(np.diff(sorted_weights) < -_SCHEDULE_TOLERANCE):
         raise ValueError(
             "A schedule must be monotone non-decreasing. Received: "
-            f"schedule(t)={_format_value(sorted_weights)} "
-            f"for t={_format_value(positions.reshape(-1)[order])}"
+            f"schedule(t)={format_array_value(sorted_weights)} "
+            f"for t={format_array_value(positions.reshape(-1)[order])}"
         )
     # Float noise below the tolerance: make the sampled weights exactly monotone.
     flat_weights = weights.reshape(-1).copy()
@@ -292,7 +247,7 @@ def apply_schedule(schedule: ScheduleName | str | Schedule, t: ArrayLike) -> np.
         if np.any(np.abs(at_endpoint - target) > _SCHEDULE_TOLERANCE):
             raise ValueError(
                 f"A schedule must map {position:g} to {target:g}. "
-                f"Received: schedule({position:g})={_format_value(at_endpoint.flat[0])}"
+                f"Received: schedule({position:g})={format_array_value(at_endpoint.flat[0])}"
             )
     return _snap_endpoints(positions, np.clip(weights, 0.0, 1.0))
 
@@ -332,7 +287,7 @@ def schedule_weights(
     >>> kerasmorph.schedules.schedule_weights(4, endpoint=False)
     array([0.  , 0.25, 0.5 , 0.75])
     """
-    num_frames = _check_count("num_frames", num_frames, 1)
+    num_frames = check_index("num_frames", num_frames, 1)
     if endpoint:
         positions = np.linspace(0.0, 1.0, num_frames)
     else:

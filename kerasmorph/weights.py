@@ -15,19 +15,35 @@ through `keras.utils.get_file` from KerasCV's origin with KerasCV's sha256 —
 exactly what KerasCV itself would do. A file found on disk is never
 re-downloaded, even when its hash differs (a fine-tune or a converted
 checkpoint legitimately has another hash).
+
+It also reads the two other kinds of weight files kerasmorph meets before any
+model is built: the `kerasmorph.json` manifest of a folder written by
+`kerasmorph.checkpoints.convert` (`is_converted_dir`, `read_manifest`), and
+pickled PyTorch files (`load_torch_file`, importing torch only then).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 WEIGHTS_ENV = "KERASMORPH_WEIGHTS"
 OFFLINE_ENV = "KERASMORPH_OFFLINE"
+# The file `kerasmorph.checkpoints.convert` writes into a converted folder.
+MANIFEST_NAME = "kerasmorph.json"
+# The presets a converted checkpoint (and its manifest) may name.
+Family = Literal["sd1", "sd2"]
+FAMILIES: tuple[Family, ...] = ("sd1", "sd2")
+TORCH_HINT = (
+    "Reading a pickled PyTorch file needs torch: `pip install torch` "
+    "(or `pip install kerasmorph[reference]`)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,3 +227,88 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+    """Reads the `kerasmorph.json` that `kerasmorph.checkpoints.convert` wrote into `directory`.
+
+    Args:
+        directory: a folder written by `kerasmorph convert`.
+
+    Returns:
+        A dict with at least `"preset"` (`"sd1"`/`"sd2"`) and `"files"`.
+
+    Raises:
+        FileNotFoundError: when `directory` has no manifest.
+        ValueError: when the manifest names no known preset.
+
+    Example:
+
+    ```python
+    preset = kerasmorph.weights.read_manifest("sd15")["preset"]  # "sd1"
+    ```
+    """
+    path = Path(directory).expanduser() / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} has no {MANIFEST_NAME}; is it a folder written by "
+            f"`kerasmorph convert`? Received: directory={str(directory)!r}"
+        )
+    manifest = json.loads(path.read_text())
+    if manifest.get("preset") not in FAMILIES:
+        raise ValueError(
+            f"{path} names no known preset (sd1, sd2). Received: preset={manifest.get('preset')!r}"
+        )
+    return manifest
+
+
+def is_converted_dir(path: str | os.PathLike) -> bool:
+    """True when `path` is a directory holding a `kerasmorph.json`."""
+    candidate = Path(path).expanduser()
+    return candidate.is_dir() and (candidate / MANIFEST_NAME).is_file()
+
+
+def load_torch_file(path: str | os.PathLike) -> Mapping[str, Any]:
+    """Reads a pickled PyTorch file (`.ckpt`, `.pt`, `.pth`, `.bin`) safely.
+
+    `torch.load(weights_only=True)` unpickles tensors and plain containers
+    only, never arbitrary objects, so a malicious file cannot run code. torch
+    is imported here, on first use, not with kerasmorph.
+
+    Args:
+        path: the file to read.
+
+    Returns:
+        The file's top-level mapping (a state dict, or e.g. an A1111
+        embedding's `{"string_to_param": ..., "name": ...}`), tensors as torch
+        tensors on the CPU.
+
+    Raises:
+        ImportError: naming the `pip install` to run when torch is missing.
+        ValueError: for a truncated file, a pickle with arbitrary objects, or
+            a file whose top level is not a mapping.
+
+    Example:
+
+    ```python
+    state = kerasmorph.weights.load_torch_file("v1-5-pruned-emaonly.ckpt")["state_dict"]
+    ```
+    """
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(f"Cannot read {path}. {TORCH_HINT}") from error
+    try:
+        content = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle and zip errors alike.
+        raise ValueError(
+            f"Could not read {path} with torch.load(weights_only=True) "
+            "(truncated, or a pickle with arbitrary objects, which kerasmorph "
+            f"refuses). Cause: {type(error).__name__}: {error}"
+        ) from error
+    if not isinstance(content, Mapping):
+        raise ValueError(
+            f"Expected a state dict (name -> tensor) in {path}. "
+            f"Received: an object of type {type(content).__name__}"
+        )
+    return content

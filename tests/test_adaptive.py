@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerasmorph import adaptive
-from kerasmorph.cli import main
+from kerasmorph import adaptive, cli
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,14 @@ import json
 
 import pytest
 
-from kerasmorph import bench
-from kerasmorph.cli import main
+from kerasmorph import bench, cli
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
 
 
 def test_summarize():

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from kerasmorph import checkpoints, presets
+from kerasmorph import checkpoints, models, presets
+
+_CROSS_KEY = checkpoints.CHECKPOINT_KEY_NAMES["compvis"]["cross_attention"]
 
 
 def _randomize(model, seed):
@@ -20,7 +22,7 @@ def _randomize(model, seed):
 
 
 def _build(preset, component):
-    return presets.build_component(presets.PRESETS[preset], component, 128, 128)
+    return models.build_component(presets.PRESETS[preset], component, 128, 128)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +147,7 @@ def test_truncated_file_gives_a_clear_error(vae_file, tmp_path):
 @pytest.mark.parametrize("width, family", [(768, "sd1"), (1024, "sd2")])
 def test_detect_family_from_cross_attention(tmp_path, width, family):
     path = tmp_path / "unet.safetensors"
-    save_file({checkpoints._COMPVIS_CROSS_KEY: np.zeros((320, width), np.float32)}, str(path))
+    save_file({_CROSS_KEY: np.zeros((320, width), np.float32)}, str(path))
     with checkpoints.open_checkpoint(path) as source:
         assert checkpoints.detect_family(source) == family
 
@@ -157,7 +159,7 @@ def test_detect_family_rejects_sdxl_and_unknown(tmp_path):
         with pytest.raises(checkpoints.CheckpointError, match="SDXL"):
             checkpoints.detect_family(source)
     path = tmp_path / "odd.safetensors"
-    save_file({checkpoints._COMPVIS_CROSS_KEY: np.zeros((320, 512), np.float32)}, str(path))
+    save_file({_CROSS_KEY: np.zeros((320, 512), np.float32)}, str(path))
     with checkpoints.open_checkpoint(path) as source:
         with pytest.raises(checkpoints.CheckpointError, match="512-wide"):
             checkpoints.detect_family(source)
@@ -235,7 +237,7 @@ def test_convert_writes_kerascv_files_that_load_back(vae_models, vae_file, tmp_p
     manifest = checkpoints.read_manifest(tmp_path / "out")
     assert manifest["preset"] == "sd1"
     assert manifest["files"]["decoder"] == "kcv_decoder.h5"
-    loaded = presets.build_component(
+    loaded = models.build_component(
         presets.PRESETS["sd1"], "decoder", 128, 128, weights_path=result.files["decoder"]
     )
     for expected, got in zip(vae_models["decoder"].weights, loaded.weights):

@@ -37,7 +37,7 @@ transformers = pytest.importorskip(
     "transformers", reason="reference tests need transformers: pip install 'kerasmorph[reference]'"
 )
 
-from kerasmorph import checkpoints, presets  # noqa: E402
+from kerasmorph import checkpoints, models, presets  # noqa: E402
 from kerasmorph.sampler import timestep_embeddings  # noqa: E402
 
 pytestmark = [pytest.mark.reference, pytest.mark.slow]
@@ -264,7 +264,7 @@ def bundle(request, tmp_path_factory):
     del unet
 
     keras_models = {
-        component: presets.build_component(presets.PRESETS[family], component, SIZE, SIZE)
+        component: models.build_component(presets.PRESETS[family], component, SIZE, SIZE)
         for component in checkpoints.COMPONENTS
     }
     single_file = root / "model.safetensors"
@@ -427,7 +427,7 @@ def test_converted_folder_loads_through_the_explorer(bundle, tmp_path):
     decoded = explorer.decoder.predict_on_batch(bundle.inputs["latent"])
     assert relative_error(decoded, bundle.outputs["decoder"]) < TOLERANCE
     # The UNet file, read back through the preset's normal build.
-    bundle.models["diffusion_model"] = presets.build_component(
+    bundle.models["diffusion_model"] = models.build_component(
         presets.PRESETS[bundle.family],
         "diffusion_model",
         SIZE,

@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerasmorph.cli import main
+from kerasmorph import cli
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
+
 
 TINY = ["--model", "tiny", "--steps", "2", "--no-jit", "--quiet"]
 
@@ -273,11 +281,13 @@ def test_bad_mask_file(tmp_path, capsys, picture_file):
 
 
 def test_repeated_calls_reuse_the_model(tmp_path):
-    from kerasmorph import cli
+    from kerasmorph.cli import Session
 
-    main(["generate", "x", "--out", str(tmp_path / "a.png"), *TINY])
-    first = cli._last_explorer[1]
-    main(["generate", "y", "--out", str(tmp_path / "b.png"), *TINY])
-    assert cli._last_explorer[1] is first
-    main(["generate", "y", "--width", "64", "--out", str(tmp_path / "c.png"), *TINY])
-    assert cli._last_explorer[1] is not first
+    session = Session()
+    main(["generate", "x", "--out", str(tmp_path / "a.png"), *TINY], session=session)
+    first = session.explorer
+    main(["generate", "y", "--out", str(tmp_path / "b.png"), *TINY], session=session)
+    assert session.explorer is first
+    smaller = ["generate", "y", "--width", "64", "--out", str(tmp_path / "c.png"), *TINY]
+    main(smaller, session=session)
+    assert session.explorer is not first

@@ -4,7 +4,15 @@ import numpy as np
 from PIL import Image
 from safetensors.numpy import load_file, save_file
 
-from kerasmorph.cli import main
+from kerasmorph import cli
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
+
 
 TINY = ["--model", "tiny", "--steps", "2", "--no-jit", "--quiet"]
 NAMES = {

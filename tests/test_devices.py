@@ -163,7 +163,7 @@ def test_peak_rss_does_not_grow_with_the_frame_count():
 
 
 def test_resized_shares_weights_and_matches_a_fresh_build(tiny_explorer):
-    from kerasmorph import tiny
+    from kerasmorph.models import tiny
 
     other = tiny_explorer.resized(192, 64)
     assert (other.img_height, other.img_width) == (192, 64)

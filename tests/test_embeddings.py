@@ -6,6 +6,7 @@ from safetensors.numpy import save_file
 
 import kerasmorph
 from kerasmorph import embeddings
+from kerasmorph.models import textual_inversion
 from kerasmorph.walks import Walk
 
 WIDTH = 64  # The tiny text encoder's width.
@@ -22,7 +23,7 @@ def _vectors(num, seed, width=WIDTH):
 
 
 def _token_lookup(explorer, tokens):
-    layer, _ = embeddings._chain(explorer.text_encoder)
+    layer, _ = textual_inversion._chain(explorer.text_encoder)
     return np.asarray(layer.token_embedding(np.asarray([tokens], dtype=np.int32)))[0]
 
 

@@ -213,7 +213,7 @@ def test_nan_output_is_an_error_naming_the_precision(tiny_explorer):
 
 
 def test_tiny_builds_are_identical_for_a_seed_and_differ_across_seeds():
-    from kerasmorph import tiny
+    from kerasmorph.models import tiny
 
     first, second = tiny.build_text_encoder(0), tiny.build_text_encoder(0)
     other = tiny.build_text_encoder(1)

@@ -4,9 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerasmorph import presets, walks
-from kerasmorph.cli import main
+from kerasmorph import cli, models, walks
 from kerasmorph.explorer import END_TOKEN, START_TOKEN
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
+
 
 WIDTH = 64  # The tiny text encoder's width D.
 # 100 BPE tokens ("red" and "circle" are one token each): 102 with start and end.
@@ -115,11 +122,11 @@ def test_duplicated_context_gives_the_same_noise_prediction(tiny_explorer):
 
 def test_the_rewired_unet_shares_the_variables(tiny_explorer):
     base = tiny_explorer.diffusion_model
-    unet = presets.rewire_context_length(base, 231)
+    unet = models.rewire_context_length(base, 231)
     shapes = {tensor.name: tuple(tensor.shape) for tensor in unet.inputs}
     assert shapes["context"] == (None, 231, WIDTH)
     assert shapes["latent"] == (None, 16, 16, 4)
-    assert presets.context_length(unet) == 231 and presets.context_length(base) == 77
+    assert models.context_length(unet) == 231 and models.context_length(base) == 77
     assert [id(v) for v in unet.weights] == [id(v) for v in base.weights]
     variable = unet.weights[-1]
     before = np.asarray(base.weights[-1]).copy()
@@ -129,7 +136,7 @@ def test_the_rewired_unet_shares_the_variables(tiny_explorer):
     finally:
         variable.assign(before)
     with pytest.raises(ValueError, match="sequence_length"):
-        presets.rewire_context_length(base, 0)
+        models.rewire_context_length(base, 0)
 
 
 def test_generate_with_a_two_chunk_encoding(tiny_explorer):

@@ -15,8 +15,15 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from kerasmorph import checkpoints, merging
-from kerasmorph.cli import main
+from kerasmorph import checkpoints, cli, merging
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
+
 
 SHAPES = {
     "unet": {

@@ -103,7 +103,7 @@ def sd1_random():
     import keras
     from keras_cv.src.models.stable_diffusion import decoder, diffusion_model, text_encoder
 
-    from kerasmorph.presets import build_tokenizer
+    from kerasmorph.models import build_tokenizer
 
     keras.utils.set_random_seed(0)
     components = {
@@ -146,7 +146,7 @@ def test_sd1_full_size_inversion_reconstructs(sd1_random):
 def test_sd2_text_width_is_read_from_the_model(tmp_path):
     from keras_cv.src.models.stable_diffusion.text_encoder import TextEncoderV2
 
-    from kerasmorph.presets import build_tokenizer
+    from kerasmorph.models import build_tokenizer
 
     encoder = TextEncoderV2(77, download_weights=False)
     model = kerascv_model("StableDiffusionV2", 128, {"text_encoder": encoder}, build_tokenizer())

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import kerasmorph
-from kerasmorph import presets
+from kerasmorph import models
 
 CLIP_VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 
@@ -57,7 +57,7 @@ def test_other_backend_is_a_clear_error():
 
 
 def test_bundled_clip_vocabulary_is_kerascvs_file():
-    path = presets.bpe_vocabulary_path()
+    path = models.bpe_vocabulary_path()
     assert hashlib.sha256(path.read_bytes()).hexdigest() == CLIP_VOCAB_SHA256
     assert (path.parent / "LICENSE").is_file()
 
@@ -70,7 +70,7 @@ def test_tokenizer_works_offline_with_known_clip_ids(monkeypatch):
         raise AssertionError("tried to download")
 
     monkeypatch.setattr(keras.utils, "get_file", no_download)
-    tokenizer = presets.build_tokenizer()
+    tokenizer = models.build_tokenizer()
     assert tokenizer.encode("a photo of a cat") == [49406, 320, 1125, 539, 320, 2368, 49407]
 
 

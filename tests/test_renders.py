@@ -11,8 +11,15 @@ import time
 
 import pytest
 
-from kerasmorph import renders
-from kerasmorph.cli import main
+from kerasmorph import cli, renders
+
+# One Session per file, as a notebook keeps one: the model is built once and reused.
+_SESSION = cli.Session()
+
+
+def main(argv):
+    return cli.main(argv, session=_SESSION)
+
 
 TINY = ["--model", "tiny", "--no-jit", "--quiet", "--steps", "2"]
 

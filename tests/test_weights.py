@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kerasmorph
-from kerasmorph import presets, weights
+from kerasmorph import models, presets, weights
 
 SD1_FILES = ["kcv_encoder.h5", "kcv_diffusion_model.h5", "kcv_decoder.h5"]
 
@@ -47,7 +47,7 @@ def test_missing_weights_error_lists_files_hashes_and_dirs(tmp_path, monkeypatch
     def refuse_build(*args, **kwargs):
         raise AssertionError("a component was built before the error")
 
-    monkeypatch.setattr(presets, "build_component", refuse_build)
+    monkeypatch.setitem(models.BUILDERS, "sd1", refuse_build)
     with pytest.raises(weights.MissingWeightsError) as caught:
         kerasmorph.Explorer("sd1", weights_dir=tmp_path)
     message = str(caught.value)
@@ -83,7 +83,7 @@ def tiny_with_files(monkeypatch):
 
 
 def test_weight_files_are_loaded_not_downloaded(tmp_path, tiny_with_files, no_download):
-    from kerasmorph import tiny
+    from kerasmorph.models import tiny
 
     text_encoder = tiny.build_text_encoder(seed=5)
     decoder = tiny.build_decoder(128, 128, seed=5)
@@ -106,7 +106,7 @@ def test_weight_files_are_loaded_not_downloaded(tmp_path, tiny_with_files, no_do
 
 @pytest.mark.parametrize("content", ["garbage", "wrong_architecture"])
 def test_unreadable_or_wrong_files_name_the_file(tmp_path, tiny_with_files, content):
-    from kerasmorph import tiny
+    from kerasmorph.models import tiny
 
     path = tmp_path / "tiny_text_encoder.h5"
     if content == "garbage":
@@ -116,7 +116,7 @@ def test_unreadable_or_wrong_files_name_the_file(tmp_path, tiny_with_files, cont
     for name in ("diffusion_model", "decoder"):
         (tmp_path / f"tiny_{name}.h5").write_bytes(b"")
     explorer = kerasmorph.Explorer("tiny_files", weights_dir=tmp_path, verbose=False)
-    with pytest.raises(presets.WeightsLoadError, match=r"tiny_text_encoder.h5.*text_encoder"):
+    with pytest.raises(models.WeightsLoadError, match=r"tiny_text_encoder.h5.*text_encoder"):
         explorer.encode_text("x")
 
 
@@ -125,7 +125,7 @@ def test_dtype_policy_scope_restores_on_error():
 
     keras.config.set_dtype_policy("float32")
     with pytest.raises(RuntimeError):
-        with presets.dtype_policy_scope("mixed_float16"):
+        with models.dtype_policy_scope("mixed_float16"):
             assert keras.config.dtype_policy().name == "mixed_float16"
             raise RuntimeError
     assert keras.config.dtype_policy().name == "float32"

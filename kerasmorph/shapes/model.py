@@ -38,15 +38,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 
+from kerasmorph.atomic import atomic_path
 from kerasmorph.backend import keras_module
+from kerasmorph.constants import MAX_PROMPT_LENGTH, TIME_EMBEDDING_DIM, VOCAB_SIZE
 
-MAX_PROMPT_LENGTH = 77
-CLIP_VOCAB_SIZE = 49408
-TIME_EMBEDDING_DIM = 320
 LATENT_SCALE = 3.0
 DECODER_SHARPNESS = 3.0
 
@@ -139,7 +137,7 @@ def _layer_classes():
             super().__init__(**kwargs)
             self.clip_ids = [int(i) for i in clip_ids]
             self.output_dim = int(output_dim)
-            table = np.full(CLIP_VOCAB_SIZE, len(self.clip_ids), dtype=np.int32)
+            table = np.full(VOCAB_SIZE, len(self.clip_ids), dtype=np.int32)
             table[self.clip_ids] = np.arange(len(self.clip_ids), dtype=np.int32)
             self._row_of_id = table
             self.embedding = keras.layers.Embedding(len(self.clip_ids) + 1, self.output_dim)
@@ -148,7 +146,7 @@ def _layer_classes():
             self.embedding.build(input_shape)
 
         def call(self, tokens):
-            tokens = ops.clip(ops.cast(tokens, "int32"), 0, CLIP_VOCAB_SIZE - 1)
+            tokens = ops.clip(ops.cast(tokens, "int32"), 0, VOCAB_SIZE - 1)
             rows = ops.take(ops.convert_to_tensor(self._row_of_id), tokens, axis=0)
             return self.embedding(rows)
 
@@ -307,17 +305,8 @@ def save_weights(model, path: str | os.PathLike) -> None:
         f"{index:03d}:{variable.path}": np.asarray(variable.numpy(), dtype=np.float16)
         for index, variable in enumerate(model.weights)
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_path(path, mode=0o644) as temporary, open(temporary, "wb") as file:
+        np.savez(file, **arrays)
 
 
 def load_weights(model, path: str | os.PathLike) -> None:

@@ -8,7 +8,7 @@ What a step does (batch 64 of 128×128 images from `kerasmorph.shapes.data`):
    scaled latents x0 (N, 16, 16, 4); replace ~10% of the captions with the
    empty prompt, tokenized as KerasCV does ([49406] + [49407] × 76);
 2. draw t ~ U{0, …, 999} and ε ~ N(0, 1), and noise with KerasCV's own ᾱ
-   table (`kerasmorph.sampler.kerascv_alphas_cumprod`, the scaled-linear
+   table (`kerasmorph.schedulers.ddim.kerascv_alphas_cumprod`, the scaled-linear
    betas 0.00085 → 0.012): x_t = √ᾱ_t·x0 + √(1 − ᾱ_t)·ε;
 3. predict ε from (x_t, the 320-d cos/sin timestep embedding KerasCV's
    sampler computes, the text encoding) and minimise the squared error,
@@ -42,17 +42,17 @@ import math
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TextIO
 
 import numpy as np
 
+from kerasmorph.atomic import atomic_path
+from kerasmorph.constants import END_TOKEN, MAX_PROMPT_LENGTH, START_TOKEN
 from kerasmorph.shapes import data as data_lib
 from kerasmorph.shapes import model as model_lib
-
-START_TOKEN, END_TOKEN = 49406, 49407
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +91,7 @@ def tokenize_words(caption: str) -> list[int]:
     dictionary lookup gives exactly KerasCV's tokens (tests check it).
     """
     ids = [START_TOKEN] + [model_lib.VOCABULARY[word] for word in caption.split()] + [END_TOKEN]
-    return ids + [END_TOKEN] * (model_lib.MAX_PROMPT_LENGTH - len(ids))
+    return ids + [END_TOKEN] * (MAX_PROMPT_LENGTH - len(ids))
 
 
 def learning_rate_at(progress: float, config: TrainConfig) -> float:
@@ -102,6 +102,9 @@ def learning_rate_at(progress: float, config: TrainConfig) -> float:
     decay = (progress - config.warmup_fraction) / (1 - config.warmup_fraction)
     cosine = 0.5 * (1 + math.cos(math.pi * decay))
     return config.final_learning_rate + (config.learning_rate - config.final_learning_rate) * cosine
+
+
+# ---------------------------------------------------------------- data pipeline
 
 
 def _batches(seed: int, config: TrainConfig, stop: threading.Event, out: queue.Queue) -> None:
@@ -128,12 +131,239 @@ def _batches(seed: int, config: TrainConfig, stop: threading.Event, out: queue.Q
                 continue
 
 
+def _start_batches(seed: int, config: TrainConfig) -> tuple[threading.Event, queue.Queue]:
+    """Starts the producer thread; returns (its stop event, the queue of batches)."""
+    stop = threading.Event()
+    batches: queue.Queue = queue.Queue(maxsize=3)
+    producer = threading.Thread(target=_batches, args=(seed, config, stop, batches), daemon=True)
+    producer.start()
+    return stop, batches
+
+
+# ------------------------------------------------------------ models, optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class _Models:
+    """The trained text encoder and UNet, and their exponential moving averages."""
+
+    text_encoder: Any
+    unet: Any
+    ema_text_encoder: Any
+    ema_unet: Any
+
+
+def _build_models(
+    model_config: model_lib.ShapesConfig, seed: int, init: str | None, log
+) -> tuple[_Models, dict | None]:
+    """Seeds Keras, builds the models (from `init`'s EMA weights if given), copies them to the EMA.
+
+    Returns:
+        `(models, the summary of the run continued from, or None)`.
+    """
+    from kerasmorph.backend import keras_module
+
+    keras_module().utils.set_random_seed(seed)
+    models = _Models(
+        text_encoder=model_lib.build_text_encoder(model_config),
+        unet=model_lib.build_diffusion_model(128, 128, model_config),
+        ema_text_encoder=model_lib.build_text_encoder(model_config),
+        ema_unet=model_lib.build_diffusion_model(128, 128, model_config),
+    )
+    init_summary = None
+    if init is not None:
+        model_lib.load_weights(models.text_encoder, os.path.join(init, "text_encoder.npz"))
+        model_lib.load_weights(models.unet, os.path.join(init, "diffusion_model.npz"))
+        with open(os.path.join(init, "training.json")) as file:
+            init_summary = json.load(file)
+        log(f"continuing from {init} ({init_summary.get('steps')} steps)")
+    for target, source in zip(
+        models.ema_text_encoder.weights + models.ema_unet.weights,
+        models.text_encoder.weights + models.unet.weights,
+    ):
+        target.assign(source)
+    return models, init_summary
+
+
+def _build_optimizer(config: TrainConfig, trainable: list):
+    """AdamW with decoupled weight decay (not on biases, norms, embeddings) and global clipping.
+
+    The learning rate is set before every step (`learning_rate_at`).
+    """
+    from kerasmorph.backend import keras_module
+
+    optimizer = keras_module().optimizers.AdamW(
+        learning_rate=0.0,
+        weight_decay=config.weight_decay,
+        global_clipnorm=config.clip_norm,
+    )
+    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
+    optimizer.build(trainable)
+    return optimizer
+
+
+def _make_train_step(models: _Models, optimizer, config: TrainConfig, seed: int) -> Callable:
+    """The compiled step: noise, min-SNR-weighted ε loss, AdamW update, EMA update.
+
+    Returns:
+        `train_step(latents (N, 16, 16, 4), tokens (N, 77)) -> (loss, mean squared error)`.
+    """
+    import tensorflow as tf
+
+    from kerasmorph.schedulers.ddim import kerascv_alphas_cumprod
+
+    text_encoder, unet = models.text_encoder, models.unet
+    trainable = text_encoder.trainable_weights + unet.trainable_weights
+    ema_weights = models.ema_text_encoder.trainable_weights + models.ema_unet.trainable_weights
+    alphas = tf.constant(kerascv_alphas_cumprod(), dtype=tf.float32)
+    half = model_lib.TIME_EMBEDDING_DIM // 2
+    freqs = tf.exp(-math.log(10000) * tf.cast(tf.range(half), tf.float32) / half)
+    positions = tf.constant(
+        np.tile(np.arange(MAX_PROMPT_LENGTH, dtype=np.int32), (config.batch_size, 1))
+    )
+    generator = tf.random.Generator.from_seed(seed)
+    ema_step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+    @tf.function
+    def train_step(latents, tokens):
+        batch = tf.shape(latents)[0]
+        timesteps = generator.uniform([batch], 0, 1000, dtype=tf.int32)
+        noise = generator.normal(tf.shape(latents))
+        alpha = tf.gather(alphas, timesteps)[:, None, None, None]
+        noisy = tf.sqrt(alpha) * latents + tf.sqrt(1.0 - alpha) * noise
+        args = tf.cast(timesteps, tf.float32)[:, None] * freqs[None]
+        embedding = tf.concat([tf.cos(args), tf.sin(args)], axis=-1)
+        snr = alpha[:, 0, 0, 0] / (1.0 - alpha[:, 0, 0, 0])
+        if config.min_snr_gamma > 0:
+            weight = tf.minimum(snr, config.min_snr_gamma) / snr
+        else:
+            weight = tf.ones_like(snr)
+        with tf.GradientTape() as tape:
+            context = text_encoder({"tokens": tokens, "positions": positions}, training=True)
+            prediction = unet(
+                {"latent": noisy, "timestep_embedding": embedding, "context": context},
+                training=True,
+            )
+            error = tf.reduce_mean(tf.square(prediction - noise), axis=[1, 2, 3])
+            loss = tf.reduce_mean(weight * error)
+        gradients = tape.gradient(loss, trainable)
+        optimizer.apply_gradients(zip(gradients, trainable))
+        ema_step.assign_add(1.0)
+        decay = tf.minimum(config.ema_decay, (1.0 + ema_step) / (10.0 + ema_step))
+        for average, value in zip(ema_weights, trainable):
+            average.assign(decay * average + (1.0 - decay) * value)
+        return loss, tf.reduce_mean(error)
+
+    return train_step
+
+
+# ------------------------------------------------------ records and checkpoints
+
+
+@dataclasses.dataclass
+class _Progress:
+    """Where a run stands: steps done, and the losses since the last log line."""
+
+    start: float
+    step: int = 0
+    recent: list[float] = dataclasses.field(default_factory=list)
+    recent_error: list[float] = dataclasses.field(default_factory=list)
+    loss: float | None = None  # The mean loss of the last logged window.
+
+
+def _initial_summary(
+    seed: int,
+    config: TrainConfig,
+    model_config: model_lib.ShapesConfig,
+    num_parameters: dict[str, int],
+    init_summary: dict | None,
+) -> dict:
+    """The recipe part of `training.json`; checkpoints add steps, minutes, loss, finished."""
+    summary = {
+        "seed": seed,
+        "train_config": dataclasses.asdict(config),
+        "model_config": dataclasses.asdict(model_config),
+        "parameters": num_parameters,
+    }
+    if init_summary is not None:
+        # The whole recipe stays in one file: the run this one continued.
+        summary["continued_from"] = init_summary
+    return summary
+
+
 def _write_json(path: str, payload: dict) -> None:
-    handle, temporary = tempfile.mkstemp(suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(handle, "w") as file:
+    with atomic_path(path, mode=0o644) as temporary, open(temporary, "w") as file:
         json.dump(payload, file, indent=2)
-    os.chmod(temporary, 0o644)
-    os.replace(temporary, path)
+
+
+def _write_record(progress: _Progress, optimizer, log, log_file: TextIO) -> None:
+    """Logs the mean loss and error since the last record (stdout and `log.jsonl`)."""
+    progress.loss = float(np.mean(progress.recent))
+    record = {
+        "step": progress.step,
+        "minutes": round((time.monotonic() - progress.start) / 60, 3),
+        "loss": round(progress.loss, 5),
+        "mse": round(float(np.mean(progress.recent_error)), 5),
+        "learning_rate": float(optimizer.learning_rate.numpy()),
+    }
+    log(json.dumps(record))
+    log_file.write(json.dumps(record) + "\n")
+    log_file.flush()
+    progress.recent, progress.recent_error = [], []
+
+
+def _write_checkpoint(
+    out: str, models: _Models, summary: dict, progress: _Progress, final: bool, log
+) -> None:
+    """Writes the EMA weights and `training.json` (the summary, updated in place)."""
+    elapsed = time.monotonic() - progress.start
+    model_lib.save_weights(models.ema_text_encoder, os.path.join(out, "text_encoder.npz"))
+    model_lib.save_weights(models.ema_unet, os.path.join(out, "diffusion_model.npz"))
+    summary.update(
+        steps=progress.step, minutes=round(elapsed / 60, 2), loss=progress.loss, finished=final
+    )
+    _write_json(os.path.join(out, "training.json"), summary)
+    log(f"checkpoint: step {progress.step}, {elapsed / 60:.1f} min, final={final}")
+
+
+# ------------------------------------------------------------------ train loop
+
+
+def _train_loop(
+    train_step: Callable,
+    optimizer,
+    batches: queue.Queue,
+    config: TrainConfig,
+    progress: _Progress,
+    *,
+    steps: int | None,
+    budget: float | None,
+    log_every: int,
+    checkpoint_minutes: float,
+    checkpoint: Callable[[bool], None],
+    log,
+    log_file: TextIO,
+) -> None:
+    """Steps until the budget (`steps`, or `budget` seconds) is used, logging and checkpointing."""
+    import tensorflow as tf
+
+    last_checkpoint = progress.start
+    while True:
+        elapsed = time.monotonic() - progress.start
+        fraction = progress.step / steps if steps is not None else elapsed / budget
+        if fraction >= 1.0:
+            break
+        optimizer.learning_rate = learning_rate_at(fraction, config)
+        latents, tokens = batches.get()
+        loss, error = train_step(tf.constant(latents), tf.constant(tokens))
+        progress.step += 1
+        progress.recent.append(float(loss))
+        progress.recent_error.append(float(error))
+        if progress.step % log_every == 0 or progress.step == 1:
+            _write_record(progress, optimizer, log, log_file)
+        if time.monotonic() - last_checkpoint >= checkpoint_minutes * 60:
+            checkpoint(False)
+            last_checkpoint = time.monotonic()
 
 
 def train(
@@ -172,144 +402,46 @@ def train(
         raise ValueError(
             f"Pass exactly one of `minutes` and `steps`. Received: minutes={minutes}, steps={steps}"
         )
-    from kerasmorph.backend import keras_module
-    from kerasmorph.sampler import kerascv_alphas_cumprod
-
-    keras = keras_module()
-    import tensorflow as tf
-
     os.makedirs(out, exist_ok=True)
-    keras.utils.set_random_seed(seed)
-    text_encoder = model_lib.build_text_encoder(model_config)
-    unet = model_lib.build_diffusion_model(128, 128, model_config)
-    ema_text_encoder = model_lib.build_text_encoder(model_config)
-    ema_unet = model_lib.build_diffusion_model(128, 128, model_config)
-    init_summary = None
-    if init is not None:
-        model_lib.load_weights(text_encoder, os.path.join(init, "text_encoder.npz"))
-        model_lib.load_weights(unet, os.path.join(init, "diffusion_model.npz"))
-        with open(os.path.join(init, "training.json")) as file:
-            init_summary = json.load(file)
-        log(f"continuing from {init} ({init_summary.get('steps')} steps)")
-    trainable = text_encoder.trainable_weights + unet.trainable_weights
-    ema_weights = ema_text_encoder.trainable_weights + ema_unet.trainable_weights
-    for target, source in zip(
-        ema_text_encoder.weights + ema_unet.weights, text_encoder.weights + unet.weights
-    ):
-        target.assign(source)
+    models, init_summary = _build_models(model_config, seed, init, log)
     num_parameters = {
-        "text_encoder": int(text_encoder.count_params()),
-        "diffusion_model": int(unet.count_params()),
+        "text_encoder": int(models.text_encoder.count_params()),
+        "diffusion_model": int(models.unet.count_params()),
     }
     log(f"parameters: {num_parameters}")
+    trainable = models.text_encoder.trainable_weights + models.unet.trainable_weights
+    optimizer = _build_optimizer(config, trainable)
+    train_step = _make_train_step(models, optimizer, config, seed)
+    stop, batches = _start_batches(seed, config)
 
-    optimizer = keras.optimizers.AdamW(
-        learning_rate=0.0,
-        weight_decay=config.weight_decay,
-        global_clipnorm=config.clip_norm,
-    )
-    optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings"])
-    optimizer.build(trainable)
+    summary = _initial_summary(seed, config, model_config, num_parameters, init_summary)
 
-    alphas = tf.constant(kerascv_alphas_cumprod(), dtype=tf.float32)
-    half = model_lib.TIME_EMBEDDING_DIM // 2
-    freqs = tf.exp(-math.log(10000) * tf.cast(tf.range(half), tf.float32) / half)
-    positions = tf.constant(np.tile(np.arange(77, dtype=np.int32), (config.batch_size, 1)))
-    generator = tf.random.Generator.from_seed(seed)
-    ema_step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
-
-    @tf.function
-    def train_step(latents, tokens):
-        batch = tf.shape(latents)[0]
-        timesteps = generator.uniform([batch], 0, 1000, dtype=tf.int32)
-        noise = generator.normal(tf.shape(latents))
-        alpha = tf.gather(alphas, timesteps)[:, None, None, None]
-        noisy = tf.sqrt(alpha) * latents + tf.sqrt(1.0 - alpha) * noise
-        args = tf.cast(timesteps, tf.float32)[:, None] * freqs[None]
-        embedding = tf.concat([tf.cos(args), tf.sin(args)], axis=-1)
-        snr = alpha[:, 0, 0, 0] / (1.0 - alpha[:, 0, 0, 0])
-        if config.min_snr_gamma > 0:
-            weight = tf.minimum(snr, config.min_snr_gamma) / snr
-        else:
-            weight = tf.ones_like(snr)
-        with tf.GradientTape() as tape:
-            context = text_encoder({"tokens": tokens, "positions": positions}, training=True)
-            prediction = unet(
-                {"latent": noisy, "timestep_embedding": embedding, "context": context},
-                training=True,
-            )
-            error = tf.reduce_mean(tf.square(prediction - noise), axis=[1, 2, 3])
-            loss = tf.reduce_mean(weight * error)
-        gradients = tape.gradient(loss, trainable)
-        optimizer.apply_gradients(zip(gradients, trainable))
-        ema_step.assign_add(1.0)
-        decay = tf.minimum(config.ema_decay, (1.0 + ema_step) / (10.0 + ema_step))
-        for average, value in zip(ema_weights, trainable):
-            average.assign(decay * average + (1.0 - decay) * value)
-        return loss, tf.reduce_mean(error)
-
-    stop = threading.Event()
-    batches: queue.Queue = queue.Queue(maxsize=3)
-    producer = threading.Thread(target=_batches, args=(seed, config, stop, batches), daemon=True)
-    producer.start()
-
-    summary = {
-        "seed": seed,
-        "train_config": dataclasses.asdict(config),
-        "model_config": dataclasses.asdict(model_config),
-        "parameters": num_parameters,
-    }
-    if init_summary is not None:
-        # The whole recipe stays in one file: the run this one continued.
-        summary["continued_from"] = init_summary
-    log_path = os.path.join(out, "log.jsonl")
-
-    def checkpoint(step: int, elapsed: float, loss: float | None, final: bool) -> None:
-        model_lib.save_weights(ema_text_encoder, os.path.join(out, "text_encoder.npz"))
-        model_lib.save_weights(ema_unet, os.path.join(out, "diffusion_model.npz"))
-        summary.update(steps=step, minutes=round(elapsed / 60, 2), loss=loss, finished=final)
-        _write_json(os.path.join(out, "training.json"), summary)
-        log(f"checkpoint: step {step}, {elapsed / 60:.1f} min, final={final}")
+    def checkpoint(final: bool) -> None:
+        _write_checkpoint(out, models, summary, progress, final, log)
 
     budget = None if minutes is None else minutes * 60.0
-    start = time.monotonic()
-    last_checkpoint = start
-    step, recent, recent_error = 0, [], []
-    loss_value = None
+    progress = _Progress(start=time.monotonic())
     try:
-        with open(log_path, "a") as log_file:
-            while True:
-                elapsed = time.monotonic() - start
-                progress = step / steps if steps is not None else elapsed / budget
-                if progress >= 1.0:
-                    break
-                optimizer.learning_rate = learning_rate_at(progress, config)
-                latents, tokens = batches.get()
-                loss, error = train_step(tf.constant(latents), tf.constant(tokens))
-                step += 1
-                recent.append(float(loss))
-                recent_error.append(float(error))
-                if step % log_every == 0 or step == 1:
-                    loss_value = float(np.mean(recent))
-                    record = {
-                        "step": step,
-                        "minutes": round((time.monotonic() - start) / 60, 3),
-                        "loss": round(loss_value, 5),
-                        "mse": round(float(np.mean(recent_error)), 5),
-                        "learning_rate": float(optimizer.learning_rate.numpy()),
-                    }
-                    log(json.dumps(record))
-                    log_file.write(json.dumps(record) + "\n")
-                    log_file.flush()
-                    recent, recent_error = [], []
-                if time.monotonic() - last_checkpoint >= checkpoint_minutes * 60:
-                    checkpoint(step, time.monotonic() - start, loss_value, final=False)
-                    last_checkpoint = time.monotonic()
+        with open(os.path.join(out, "log.jsonl"), "a") as log_file:
+            _train_loop(
+                train_step,
+                optimizer,
+                batches,
+                config,
+                progress,
+                steps=steps,
+                budget=budget,
+                log_every=log_every,
+                checkpoint_minutes=checkpoint_minutes,
+                checkpoint=checkpoint,
+                log=log,
+                log_file=log_file,
+            )
     finally:
         stop.set()
-    if recent:
-        loss_value = float(np.mean(recent))
-    checkpoint(step, time.monotonic() - start, loss_value, final=True)
+    if progress.recent:
+        progress.loss = float(np.mean(progress.recent))
+    checkpoint(True)
     return summary
 
 

@@ -26,11 +26,9 @@ from __future__ import annotations
 import numpy as np
 
 from kerasmorph.backend import keras_module
+from kerasmorph.constants import MAX_PROMPT_LENGTH, TIME_EMBEDDING_DIM, VOCAB_SIZE
 
-MAX_PROMPT_LENGTH = 77
-VOCAB_SIZE = 49408
 TEXT_DIM = 64
-TIME_EMBEDDING_DIM = 320
 DEFAULT_SEED = 0
 
 # Offsets keep the four components' generators independent for one seed.

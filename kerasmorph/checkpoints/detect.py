@@ -1,0 +1,154 @@
+"""Family detection: SD 1.x or SD 2.x, from a key table.
+
+As in diffusers' `single_file_utils` (`CHECKPOINT_KEY_NAMES`,
+`infer_diffusers_model_type`), the tensors that tell the families apart are
+listed once, as data, in `CHECKPOINT_KEY_NAMES`; `detect_family` only looks
+them up. The top-level prefixes of a CompVis single file live here too, the
+name plans (`kerasmorph.checkpoints.plans`) build on them.
+"""
+
+from __future__ import annotations
+
+from kerasmorph.checkpoints.sources import CheckpointError, TensorSource
+from kerasmorph.weights import Family
+
+UNET_PREFIX = "model.diffusion_model."
+VAE_PREFIX = "first_stage_model."
+SD1_TEXT_PREFIXES = ("cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.")
+SD2_TEXT_PREFIX = "cond_stage_model.model."
+# Subfolder of a diffusers pipeline holding each KerasCV component's weights.
+DIFFUSERS_SUBFOLDERS = {
+    "text_encoder": "text_encoder",
+    "diffusion_model": "unet",
+    "decoder": "vae",
+    "image_encoder": "vae",
+}
+# Top-level key prefix of each component in a CompVis single file.
+COMPVIS_PREFIXES = {
+    "text_encoder": "cond_stage_model.",
+    "diffusion_model": UNET_PREFIX,
+    "decoder": VAE_PREFIX,
+    "image_encoder": VAE_PREFIX,
+}
+
+# The keys (or key prefixes) that tell the families apart, in the order they
+# are looked at. The UNet's cross-attention key projection takes the text
+# context: 768 wide for SD 1.x (CLIP ViT-L), 1024 for SD 2.x (OpenCLIP ViT-H).
+CHECKPOINT_KEY_NAMES = {
+    "compvis": {
+        "sdxl": "conditioner.embedders.",  # A prefix: SDXL is refused.
+        "cross_attention": UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight",
+        "open_clip": SD2_TEXT_PREFIX,  # A prefix: SD 2.x's text encoder.
+        "clip": SD1_TEXT_PREFIXES[1],  # A prefix: SD 1.x's text encoder.
+    },
+    "diffusers": {
+        "cross_attention": "unet/down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.weight",
+        # transformers 4 saves `text_model.*`, transformers 5 drops the prefix.
+        "token_embedding": (
+            "text_encoder/text_model.embeddings.token_embedding.weight",
+            "text_encoder/embeddings.token_embedding.weight",
+        ),
+    },
+}
+# Text-context width -> family.
+CONTEXT_WIDTHS: dict[int, Family] = {768: "sd1", 1024: "sd2"}
+
+
+def _compvis_text_family(source: TensorSource) -> Family | None:
+    """The family of a single file's text encoder; raises for SDXL."""
+    names = CHECKPOINT_KEY_NAMES["compvis"]
+    keys = source._key_set()
+
+    def has_prefix(prefix: str) -> bool:
+        return any(key.startswith(prefix) for key in keys)
+
+    if has_prefix(names["sdxl"]):
+        raise CheckpointError(
+            f"{source.path} looks like SDXL (conditioner.embedders.*); kerasmorph "
+            "converts Stable Diffusion 1.x and 2.x only."
+        )
+    if has_prefix(names["open_clip"]):
+        return "sd2"
+    return "sd1" if has_prefix(names["clip"]) else None
+
+
+def _diffusers_text_family(source: TensorSource) -> Family | None:
+    """The family of a diffusers folder's text encoder, by its token-embedding width."""
+    keys = CHECKPOINT_KEY_NAMES["diffusers"]["token_embedding"]
+    widths = [source.shape(key)[-1] for key in keys if key in source]
+    return CONTEXT_WIDTHS.get(widths[-1]) if widths else None
+
+
+def detect_family(source: TensorSource) -> Family:
+    """Tells SD 1.x from SD 2.x by the tensors of a checkpoint.
+
+    The UNet's cross-attention key projection takes the text context: 768
+    wide for SD 1.x (CLIP ViT-L), 1024 for SD 2.x (OpenCLIP ViT-H). Without a
+    UNet, the text encoder decides (`cond_stage_model.model.` is OpenCLIP).
+
+    Args:
+        source: an open checkpoint (`open_checkpoint`).
+
+    Returns:
+        `"sd1"` or `"sd2"`.
+
+    Raises:
+        CheckpointError: for SDXL or other unsupported models.
+
+    Example:
+
+    ```python
+    with kerasmorph.checkpoints.open_checkpoint("sd21/") as source:
+        kerasmorph.checkpoints.detect_family(source)  # "sd2"
+    ```
+    """
+    if source.format == "compvis":
+        text_family = _compvis_text_family(source)
+    else:
+        text_family = _diffusers_text_family(source)
+    cross_key = CHECKPOINT_KEY_NAMES[source.format]["cross_attention"]
+    if cross_key in source:
+        width = source.shape(cross_key)[-1]
+        if width not in CONTEXT_WIDTHS:
+            raise CheckpointError(
+                f"The UNet's cross-attention takes a {width}-wide text context "
+                f"({cross_key}); kerasmorph converts SD 1.x (768) and SD 2.x (1024) only."
+            )
+        return CONTEXT_WIDTHS[width]
+    if text_family is not None:
+        return text_family
+    raise CheckpointError(
+        f"Could not tell SD 1.x from SD 2.x in {source.path}: it has no UNet "
+        f"cross-attention tensor ({cross_key}) and no known text encoder. Pass "
+        "family='sd1' or 'sd2' if it is one of them."
+    )
+
+
+def model_family(model, component: str) -> Family:
+    """Tells whether a KerasCV component is the SD 1.x or SD 2.x variant.
+
+    The VAE is shared, so the decoder and image encoder report `"sd1"`.
+
+    Args:
+        model: a built KerasCV component.
+        component: one of `COMPONENTS`.
+
+    Returns:
+        `"sd1"` or `"sd2"`.
+
+    Raises:
+        ValueError: for a text encoder or UNet whose text context is neither
+            768 nor 1024 wide.
+    """
+    if component == "text_encoder":
+        width = int(model.output.shape[-1])
+    elif component == "diffusion_model":
+        width = int(model.inputs[-1].shape[-1])
+    else:
+        return "sd1"
+    if width not in CONTEXT_WIDTHS:
+        raise ValueError(
+            f"Expected a KerasCV {component} with a 768- or 1024-wide text context. "
+            f"Received: width={width} ({type(model).__name__})"
+        )
+    return CONTEXT_WIDTHS[width]

@@ -1,0 +1,364 @@
+"""Merging checkpoints on disk: files into a file, diffusers folders into a folder.
+
+The arithmetic is `kerasmorph.merging`'s (numpy, one tensor at a time); this
+module opens the inputs lazily (`LazyTensors`), checks that they share one
+format, streams the merged tensors into the writers, and copies what a merge
+does not compute (configs, scheduler, tokenizer) from the target folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from kerasmorph import merging
+from kerasmorph.checkpoints.sources import (
+    CheckpointError,
+    CheckpointFormat,
+    LazyTensors,
+    checkpoint_format,
+)
+from kerasmorph.checkpoints.writers import save_diffusers_stream, save_safetensors_stream
+
+_FORMAT_NAMES = {"compvis": "a single file", "diffusers": "a diffusers folder"}
+# Weight files are never copied from a merged subfolder (a stale `.bin` or
+# `.fp16.safetensors` next to the merged file would contradict it) nor from
+# a folder's top level (some Hub repositories keep a 4 GB single file there).
+_WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".ckpt",
+    ".pt",
+    ".pth",
+    ".msgpack",
+    ".h5",
+    ".pb",
+    ".onnx",
+    ".onnx_data",
+    ".gguf",
+)
+
+
+def check_same_format(checkpoints: Mapping[str, str | os.PathLike]) -> CheckpointFormat:
+    """Checks that checkpoints merged or compared together share one format.
+
+    Merges and similarities pair tensors by name, and the two formats name
+    the same weight differently (`model.diffusion_model.input_blocks.0.0.weight`
+    is `unet/conv_in.weight`); some do not even pair one to one (SD2's fused
+    q/k/v, the VAE attention's 1x1 convs stored as Linears). kerasmorph pairs
+    them only through the KerasCV weight plan, which needs the models built,
+    so a mix is refused instead of silently keeping one side of every tensor.
+
+    Args:
+        checkpoints: a label for the error message (`"target"`, `"--base"`)
+            -> the path.
+
+    Returns:
+        The common format, `"compvis"` or `"diffusers"`.
+
+    Raises:
+        FileNotFoundError: when a path does not exist.
+        CheckpointError: when the formats differ, naming each input's.
+        ValueError: for an empty `checkpoints`.
+
+    Example:
+
+    ```python
+    kerasmorph.checkpoints.check_same_format({"a": "sd15/", "b": "dreamy/"})  # "diffusers"
+    ```
+    """
+    if not checkpoints:
+        raise ValueError("`checkpoints` must name at least one checkpoint. Received: {}")
+    formats = {label: checkpoint_format(path) for label, path in checkpoints.items()}
+    if len(set(formats.values())) > 1:
+        received = ", ".join(
+            f"{label}={str(checkpoints[label])!r} ({_FORMAT_NAMES[value]})"
+            for label, value in formats.items()
+        )
+        raise CheckpointError(
+            "Checkpoints merged or compared together must share one format: all "
+            "single files (CompVis/A1111 .safetensors/.ckpt) or all diffusers folders "
+            "(unet/, vae/, text_encoder/). The two name their tensors differently, and "
+            "kerasmorph pairs the names only by building the KerasCV models. Convert "
+            "the odd ones out first (a single file becomes a folder with diffusers' "
+            "`StableDiffusionPipeline.from_single_file(FILE).save_pretrained(DIR)`). "
+            f"Received: {received}"
+        )
+    return next(iter(formats.values()))
+
+
+class _PrefixView(Mapping):
+    """The tensors of `tensors` whose names start with `prefix`: one subfolder."""
+
+    def __init__(self, tensors: Mapping[str, np.ndarray], prefix: str):
+        self._tensors = tensors
+        self._names = [name for name in tensors if name.startswith(prefix)]
+        self._name_set = set(self._names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._name_set:
+            raise KeyError(name)
+        return self._tensors[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._name_set
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def _iter_folder_merge(
+    target, terms, target_coef, take, report
+) -> Iterator[tuple[str, np.ndarray]]:
+    """The merged tensors of diffusers folders, one subfolder after another."""
+    subfolders = target.source.subfolders()
+    subfolders += [component for component in take if component not in subfolders]
+    for subfolder in subfolders:
+        prefix = subfolder + "/"
+        if subfolder in take:
+            # The component under its own names, not the target's: a VAE
+            # saved by an older diffusers names its attention `query`, a newer
+            # one `to_q`, and both load; its config comes along too.
+            source = take[subfolder]
+            for name in source:
+                if name.startswith(prefix):
+                    report.taken.append((name, subfolder))
+                    yield name, source[name]
+        else:
+            yield from merging.iter_merge(
+                _PrefixView(target, prefix), terms, target_coef, report=report
+            )
+
+
+def _copy_pipeline_files(target: Path, out: Path, merged: Mapping[str, Path]) -> list[str]:
+    """Copies from the target folder what a merge does not compute.
+
+    Args:
+        target: the target diffusers folder.
+        out: the output folder.
+        merged: each subfolder the merge wrote -> the folder whose
+            subfolder config goes with it (the target's or a `take` model's).
+
+    Returns:
+        The subfolders with weights copied unmerged (`safety_checker`).
+    """
+    unmerged = []
+    for entry in sorted(target.iterdir()):
+        if entry.name.startswith("."):  # A Hub download's .cache/, .gitattributes.
+            continue
+        if entry.is_file():
+            if not entry.name.endswith(_WEIGHT_SUFFIXES):  # model_index.json.
+                shutil.copy2(entry, out / entry.name)
+        elif entry.is_dir() and entry.name not in merged:
+            # scheduler/, tokenizer/, and components kerasmorph does not merge:
+            # as they are, so the pipeline's model_index.json still holds.
+            copied = out / entry.name
+            shutil.copytree(entry, copied, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".*"))
+            if any(path.name.endswith(_WEIGHT_SUFFIXES) for path in copied.rglob("*")):
+                unmerged.append(entry.name)
+    for subfolder, source in merged.items():
+        for entry in sorted((source / subfolder).iterdir()):
+            # `*.index.json` lists the shards of a weight file not written here.
+            if (
+                entry.is_file()
+                and not entry.name.startswith(".")
+                and not entry.name.endswith(_WEIGHT_SUFFIXES + (".index.json",))
+            ):
+                shutil.copy2(entry, out / subfolder / entry.name)
+    return unmerged
+
+
+def _check_merge_out(out: Path, file_format: CheckpointFormat, inputs: Iterable[Path]) -> None:
+    if file_format == "compvis":
+        if out.suffix != ".safetensors" or out.is_dir():
+            raise ValueError(
+                "Single files merge into a .safetensors file: `out` must end in "
+                f".safetensors. Received: out={str(out)!r}"
+            )
+        return
+    if out.suffix in _WEIGHT_SUFFIXES or out.is_file():
+        raise ValueError(
+            "diffusers folders merge into a diffusers folder: `out` must be a "
+            f"directory, not a file. Received: out={str(out)!r}"
+        )
+    resolved = out.resolve()
+    for path in inputs:
+        folder = path.expanduser().resolve()
+        if resolved == folder or folder in resolved.parents:
+            raise ValueError(
+                "`out` must not be an input folder or lie inside one (its files "
+                f"are read while the output is written). Received: out={str(out)!r}, "
+                f"input {str(path)!r}"
+            )
+
+
+def _check_merge_options(terms, target_coef: float, take: Mapping, dtype: str | None) -> None:
+    """Validates `take`, `dtype` and the coefficients before any file is opened."""
+    for component in take:
+        if component not in merging.COMPONENT_PREFIXES:
+            valid = ", ".join(repr(name) for name in merging.COMPONENT_PREFIXES)
+            raise ValueError(
+                f"`take` keys must be components: {valid}. Received: take key {component!r}"
+            )
+    if dtype is not None:
+        try:
+            floating = np.issubdtype(np.dtype(dtype), np.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise ValueError(f"`dtype` must be a floating-point dtype. Received: dtype={dtype!r}")
+    # iter_merge checks the coefficients on its first step: take that step on
+    # nothing, so a bad coefficient fails before any file is written.
+    list(merging.iter_merge({}, [(coefficient, {}) for coefficient, _ in terms], target_coef))
+
+
+def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtype, report):
+    """Streams a merge of diffusers folders into `out`; returns the subfolders written."""
+    for component, tensors in take.items():
+        if component not in tensors.source.subfolders():
+            raise CheckpointError(
+                f"Cannot take the {component} from {take_paths[component]}: it has no "
+                f"{component}/ weights. Received: take={{{component!r}: "
+                f"{str(take_paths[component])!r}}}"
+            )
+    return save_diffusers_stream(
+        out, _iter_folder_merge(target, terms, target_coef, take, report), dtype=dtype
+    )
+
+
+def _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report):
+    """Opens each input once and streams the merge into `out`; returns the subfolders written."""
+    with contextlib.ExitStack() as stack:
+        opened: dict[Path, LazyTensors] = {}
+
+        def load(path) -> LazyTensors:
+            key = Path(path).expanduser().resolve()
+            if key not in opened:
+                opened[key] = stack.enter_context(LazyTensors(path))
+            return opened[key]
+
+        target_tensors = load(target)
+        term_tensors = [(coefficient, load(path)) for coefficient, path in terms]
+        take_tensors = {component: load(path) for component, path in take.items()}
+        if file_format == "diffusers":
+            return _merge_folders(
+                out, target_tensors, term_tensors, target_coef, take_tensors, take, dtype, report
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_safetensors_stream(
+            out,
+            merging.iter_merge(
+                target_tensors, term_tensors, target_coef, take=take_tensors, report=report
+            ),
+            dtype=dtype,
+        )
+        return {}
+
+
+def merge_checkpoints(
+    out: str | os.PathLike,
+    target: str | os.PathLike,
+    terms: Sequence[tuple[float, str | os.PathLike]],
+    target_coef: float = 1.0,
+    *,
+    take: Mapping[str, str | os.PathLike] | None = None,
+    dtype: str | None = None,
+) -> merging.MergeReport:
+    """Merges single-file checkpoints or diffusers folders on disk, streaming.
+
+    Computes `target_coef * target + sum(coefficient * model)` tensor by
+    tensor (`kerasmorph.merging.iter_merge`): each tensor is read from each
+    (memory-mapped) input when its turn comes and written at once, so memory
+    holds about one tensor per model, never a model. Every merge is one of
+    these sums:
+
+    | merge | target | terms | target_coef |
+    |---|---|---|---|
+    | weighted sum | `a` | `[(alpha, b)]` | `1 - alpha` |
+    | add difference | `a` | `[(alpha, b), (-alpha, c)]` | 1 |
+    | task vectors | `base` | `[(c_1, m_1), ..., (-sum c_i, base)]` | 1 |
+
+    All inputs must share one format (`check_same_format`):
+
+    - single files (CompVis/A1111) merge into the `.safetensors` file `out`;
+    - diffusers folders merge into the diffusers folder `out`:
+      `unet/diffusion_pytorch_model.safetensors`,
+      `vae/diffusion_pytorch_model.safetensors` and
+      `text_encoder/model.safetensors`, each beside the target's
+      `config.json`. The target's other files are copied as they are:
+      `model_index.json`, `scheduler/`, `tokenizer/`, and whole
+      subfolders kerasmorph does not merge (`safety_checker/`, weights
+      included, listed in the report), so diffusers' `from_pretrained`
+      reads `out` as it read the target.
+
+    Tensors whose shape differs, that a model lacks, or that are not
+    floating point are kept from the target and listed in the report. A
+    component in `take` comes whole from that model: for single files its
+    tensors under the target's names, for folders the whole subfolder (its
+    tensors under their own names, and its config).
+
+    Args:
+        out: a `.safetensors` file (single files) or a folder (diffusers
+            folders; created if needed). Existing files are replaced.
+        target: the model whose names, shapes and leftovers the result keeps
+            (for folders, also its configs).
+        terms: `(coefficient, checkpoint)` pairs; a path may repeat, even
+            the target's (each is opened once).
+        target_coef: the target's own coefficient.
+        take: component (`"vae"`, `"unet"`, `"text_encoder"`) -> the
+            checkpoint it is copied from, e.g. `{"vae": "vae-ft-mse/"}`.
+        dtype: store floating-point tensors as this, e.g. `"float16"`;
+            default: the target's dtypes.
+
+    Returns:
+        A `kerasmorph.merging.MergeReport`.
+
+    Raises:
+        FileNotFoundError: when an input does not exist.
+        CheckpointError: for inputs of mixed formats (each named), a folder
+            that is not a diffusers folder, or a `take` folder without the
+            component.
+        ValueError: for an `out` that does not fit the format (or is an input
+            folder), a non-finite coefficient, an unknown `take` component or
+            a `dtype` that is not floating point.
+
+    Example:
+
+    ```python
+    # 0.7 A + 0.3 B of two diffusers folders, with the VAE of a third.
+    report = kerasmorph.checkpoints.merge_checkpoints(
+        "merged/", "model_a/", [(0.3, "model_b/")], 0.7, take={"vae": "vae_source/"}
+    )
+    print(report.summary())
+    ```
+    """
+    take = dict(take or {})
+    _check_merge_options(terms, target_coef, take, dtype)
+    inputs = {
+        "target": target,
+        **{f"model {index}": path for index, (_, path) in enumerate(terms, 1)},
+        **{f"take[{component!r}]": path for component, path in take.items()},
+    }
+    file_format = check_same_format(inputs)
+    out = Path(out).expanduser()
+    _check_merge_out(out, file_format, [Path(path) for path in inputs.values()])
+    report = merging.MergeRecorder()
+    written = _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report)
+    if file_format == "compvis":
+        return report.freeze()
+    config_sources = {
+        subfolder: Path(take.get(subfolder, target)).expanduser() for subfolder in written
+    }
+    for subfolder in _copy_pipeline_files(Path(target).expanduser(), out, config_sources):
+        report.kept.append(
+            (f"{subfolder}/", "a component kerasmorph does not merge, copied from the target")
+        )
+    return report.freeze()

@@ -1,0 +1,282 @@
+"""Argument types and the argument groups several commands share.
+
+Each shared group is an `add_help=False` parser, built once per `build_parser`
+call (`SharedArguments.build`) and handed to every command module's `register`,
+which passes the groups it needs as `parents`. A command's own arguments go in a
+parent of their own, listed first (`own_arguments()`), so the usage line and
+argparse's "the following arguments are required" errors name them first.
+
+Parents share their `Action` objects with every command that lists them: never
+call `set_defaults` on a command for a shared argument (it would change every
+command's default); ask for a variant instead (`rendering(frames=..., guidance=...)`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from kerasmorph.constants import PRECISION_OPTIONS
+from kerasmorph.presets import PRESETS
+from kerasmorph.schedules import SCHEDULES, get_schedule
+
+AUTO_MODEL = "auto"
+DEFAULT_GUIDANCE = 7.5
+
+
+def int_at_least(minimum: int):
+    """An argparse `type` accepting integers >= `minimum`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def unit_float(text: str) -> float:
+    """An argparse `type` accepting numbers in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def resolve_schedule(args: argparse.Namespace, default: str) -> str:
+    """The --schedule name, or `default`; a ValueError lists the valid names."""
+    name = args.schedule or default
+    get_schedule(name)
+    return name
+
+
+def own_arguments() -> argparse.ArgumentParser:
+    """An empty parent for a command's own arguments (listed before the shared ones)."""
+    return argparse.ArgumentParser(add_help=False)
+
+
+def model_arguments() -> argparse.ArgumentParser:
+    """The "model" group: which model, its size, weights, precision and compilation."""
+    parser = own_arguments()
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model",
+        default=AUTO_MODEL,
+        help=(
+            f"preset: {', '.join(PRESETS)}, or a converted checkpoint's directory, or "
+            f"'{AUTO_MODEL}' (default): sd1 when its weight files are on disk, else the "
+            "offline 'shapes' toy model shipped with kerasmorph"
+        ),
+    )
+    group.add_argument("--height", type=positive_int, help="image height (multiple of 64)")
+    group.add_argument("--width", type=positive_int, help="image width (multiple of 64)")
+    group.add_argument("--weights-dir", help="directory searched first for weight files")
+    group.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="textual-inversion file (A1111 .pt/.safetensors or diffusers "
+        "learned_embeds) whose token prompts may use (repeatable)",
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISION_OPTIONS,
+        default="auto",
+        help=(
+            "dtype policy of the text encoder and UNet (the VAE stays float32). "
+            "'auto' (default): the fastest safe choice for the device, shown by "
+            "`kerasmorph info` (bf16 UNet without XLA on AMX/AVX512-BF16 CPUs, "
+            "mixed_float16 on GPU, mixed_bfloat16 on TPU, else float32); "
+            "'float32' reproduces KerasCV's numbers"
+        ),
+    )
+    group.add_argument(
+        "--jit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "compile the denoising step and decoder with XLA (default: as the "
+            "precision plan says: on, except the bf16 CPU step)"
+        ),
+    )
+    return parser
+
+
+def sampling_arguments(guidance: float = DEFAULT_GUIDANCE) -> argparse.ArgumentParser:
+    """The "sampling" group: steps, guidance, seed, negative and long prompts, batch size."""
+    parser = own_arguments()
+    group = parser.add_argument_group("sampling")
+    group.add_argument("--steps", type=positive_int, default=50, help="denoising steps")
+    group.add_argument(
+        "--guidance", type=float, default=guidance, help="unconditional guidance scale"
+    )
+    group.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
+    group.add_argument("--negative-prompt", default=None)
+    group.add_argument(
+        "--long-prompts",
+        action="store_true",
+        help="encode prompts (and the negative prompt) over 77 tokens in 75-token "
+        "chunks, concatenated as A1111 does, instead of failing",
+    )
+    group.add_argument(
+        "--batch-size", type=positive_int, default=None, help="images per UNet batch"
+    )
+    return parser
+
+
+def frames_argument(default: int) -> argparse.ArgumentParser:
+    """--frames with a command's default, in the "walk" group."""
+    parser = own_arguments()
+    parser.add_argument_group("walk").add_argument(
+        "--frames", type=positive_int, default=default, help=f"frames (default {default})"
+    )
+    return parser
+
+
+def schedule_argument() -> argparse.ArgumentParser:
+    """--schedule, the spacing of a walk's frames, in the "walk" group."""
+    parser = own_arguments()
+    parser.add_argument_group("walk").add_argument(
+        "--schedule", default=None, help=f"spacing of the frames: {', '.join(SCHEDULES)}"
+    )
+    return parser
+
+
+def output_arguments() -> argparse.ArgumentParser:
+    """The "output" group of the walk commands: --out and how frames are written."""
+    parser = own_arguments()
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out",
+        required=True,
+        help="the suffix picks the format: .gif, .mp4, an image (.png/.jpg/.webp) "
+        "for a grid of the frames, or a directory (no suffix) of PNG frames",
+    )
+    output.add_argument("--fps", type=float, default=10.0, help="GIF/MP4 frame rate")
+    output.add_argument(
+        "--rubber-band",
+        action="store_true",
+        help="GIF: play forwards then backwards (frames + frames[2:-1] reversed)",
+    )
+    resume = output.add_mutually_exclusive_group()
+    resume.add_argument(
+        "--resume",
+        dest="overwrite",
+        action="store_false",
+        help="(default) a directory --out is a resumable render: finished frames are kept",
+    )
+    resume.add_argument(
+        "--overwrite",
+        dest="overwrite",
+        action="store_true",
+        help="replace a render directory made with other settings",
+    )
+    parser.set_defaults(overwrite=False)
+    return parser
+
+
+def strategy_argument() -> argparse.ArgumentParser:
+    """--strategy, how frames are spread over devices and workers."""
+    parser = own_arguments()
+    parser.add_argument(
+        "--strategy",
+        choices=("none", "mirrored", "tpu", "multiworker"),
+        default="none",
+        help="mirrored: every local GPU (or device); tpu: a Cloud/Colab TPU; "
+        "multiworker: this worker's share of the frames, from TF_CONFIG",
+    )
+    return parser
+
+
+def quiet_argument() -> argparse.ArgumentParser:
+    """--quiet, no progress bar."""
+    parser = own_arguments()
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def fit_argument() -> argparse.ArgumentParser:
+    """--fit, the policy that brings input images to the model size."""
+    parser = own_arguments()
+    parser.add_argument(
+        "--fit",
+        choices=("resize", "center-crop", "pad"),
+        default="resize",
+        help="how input images are brought to the model size (default: resize)",
+    )
+    return parser
+
+
+def adaptive_arguments() -> argparse.ArgumentParser:
+    """The "adaptive spacing" group of the commands that render a 1-D path."""
+    parser = own_arguments()
+    group = parser.add_argument_group("adaptive spacing")
+    group.add_argument(
+        "--adaptive",
+        type=float,
+        metavar="THRESHOLD",
+        default=None,
+        help="bisect where neighbouring frames differ by more than THRESHOLD (mean "
+        "absolute pixel difference / 255, e.g. 0.05); --frames is the first grid",
+    )
+    group.add_argument(
+        "--max-frames", type=positive_int, default=None, help="frame budget of --adaptive"
+    )
+    return parser
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedArguments:
+    """The shared argument groups, each an `add_help=False` parent parser."""
+
+    model: argparse.ArgumentParser  # --model, --height, --width, --weights-dir, ...
+    sampling: argparse.ArgumentParser  # --steps, --guidance (7.5), --seed, ...
+    quiet: argparse.ArgumentParser
+    fit: argparse.ArgumentParser
+    schedule: argparse.ArgumentParser
+    output: argparse.ArgumentParser  # --out (file or render directory), --fps, ...
+    strategy: argparse.ArgumentParser
+    adaptive: argparse.ArgumentParser
+
+    @classmethod
+    def build(cls) -> SharedArguments:
+        return cls(
+            model=model_arguments(),
+            sampling=sampling_arguments(),
+            quiet=quiet_argument(),
+            fit=fit_argument(),
+            schedule=schedule_argument(),
+            output=output_arguments(),
+            strategy=strategy_argument(),
+            adaptive=adaptive_arguments(),
+        )
+
+    def generating(self) -> list[argparse.ArgumentParser]:
+        """The groups of a command that makes one image: model, sampling, --quiet."""
+        return [self.model, self.sampling, self.quiet]
+
+    def rendering(
+        self, frames: int | None, *, guidance: float | None = None
+    ) -> list[argparse.ArgumentParser]:
+        """The groups of a command that renders frames.
+
+        Args:
+            frames: the default of --frames; None: no --frames (the command
+                decides the number of frames itself).
+            guidance: another default of --guidance than 7.5.
+        """
+        sampling = self.sampling if guidance is None else sampling_arguments(guidance)
+        walk = [self.schedule] if frames is None else [frames_argument(frames), self.schedule]
+        return [*walk, self.output, self.strategy, self.model, sampling, self.quiet]

@@ -1,0 +1,229 @@
+"""The checkpoint commands: `convert`, `merge` and `similarity`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kerasmorph.cli.arguments import SharedArguments
+from kerasmorph.cli.session import CommandError, Session
+
+# Suffixes that name a checkpoint file, never a diffusers folder.
+_CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
+def register(subparsers, shared: SharedArguments) -> None:
+    """Adds `convert`, `merge` and `similarity`."""
+    convert = subparsers.add_parser(
+        "convert", help="convert an SD 1.x/2.x checkpoint into KerasCV weight files"
+    )
+    convert.add_argument(
+        "checkpoint", help="a .safetensors/.ckpt single file or a diffusers folder"
+    )
+    convert.add_argument("--out", required=True, help="output directory")
+    convert.add_argument("--family", choices=("sd1", "sd2"), default=None, help="default: detected")
+    convert.add_argument("--overwrite", action="store_true", help="replace existing files")
+    convert.set_defaults(run=run_convert, quiet=True)
+    _register_merge(subparsers)
+
+    similarity = subparsers.add_parser(
+        "similarity",
+        help="per-layer cosine similarity of two checkpoints (single files or diffusers folders)",
+    )
+    similarity.add_argument("a", help="a single-file checkpoint or a diffusers folder")
+    similarity.add_argument("b", help="another, of the same kind")
+    similarity.add_argument("--base", help="compare the task vectors A - BASE and B - BASE instead")
+    similarity.add_argument("--plot", help="histogram image (.png)")
+    similarity.add_argument("--csv", help="per-layer table (.csv)")
+    similarity.set_defaults(run=run_similarity, quiet=True)
+
+
+def _register_merge(subparsers) -> None:
+    merge = subparsers.add_parser(
+        "merge",
+        help="merge checkpoints (task vectors, weighted sum, add difference): "
+        "single files, or diffusers folders",
+        description="Merges checkpoints tensor by tensor. Every input is a "
+        "single-file checkpoint (.safetensors/.ckpt), or every input is a "
+        "diffusers folder (unet/, vae/, text_encoder/); the two cannot be mixed. "
+        "Tensors whose shapes differ or that a model lacks are kept from the "
+        "target (--base, or A) and listed.",
+    )
+    merge.add_argument("--base", help="the model the --add fine-tunes started from")
+    merge.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        type=_model_and_coefficient,
+        metavar="PATH:COEF",
+        help="add COEF x (PATH - base) (repeatable)",
+    )
+    merge.add_argument(
+        "--weighted-sum", nargs=2, metavar=("A", "B"), help="A x (1 - alpha) + B x alpha"
+    )
+    merge.add_argument(
+        "--add-difference", nargs=3, metavar=("A", "B", "C"), help="A + alpha x (B - C)"
+    )
+    merge.add_argument("--alpha", type=float, default=0.5, help="default 0.5")
+    merge.add_argument(
+        "--take-vae",
+        metavar="FROM",
+        help="copy the whole VAE from FROM (for folders: FROM's vae/ subfolder, config included)",
+    )
+    merge.add_argument("--half", action="store_true", help="store float16")
+    merge.add_argument(
+        "--out",
+        required=True,
+        help="single files: a .safetensors file, or a directory DIR getting "
+        "DIR/merged.safetensors plus its KerasCV conversion (then use --model DIR). "
+        "diffusers folders: a directory DIR that becomes the merged diffusers folder "
+        "(weights merged, configs, scheduler and tokenizer copied from the target; "
+        "diffusers' from_pretrained(DIR) reads it) plus its KerasCV conversion",
+    )
+    merge.add_argument(
+        "--no-convert",
+        action="store_true",
+        help="with a directory --out, write the merged checkpoint only, not its KerasCV conversion",
+    )
+    merge.set_defaults(run=run_merge, quiet=True)
+
+
+def _model_and_coefficient(text: str) -> tuple[str, float]:
+    path, separator, value = text.rpartition(":")
+    if not separator or not path:
+        raise argparse.ArgumentTypeError(f"expected PATH:COEFFICIENT, got {text!r}")
+    try:
+        return path, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected PATH:COEFFICIENT with a number, got {text!r}"
+        ) from None
+
+
+def run_convert(args: argparse.Namespace, session: Session) -> int:
+    from kerasmorph import checkpoints
+
+    result = checkpoints.convert(
+        args.checkpoint, args.out, family=args.family, overwrite=args.overwrite
+    )
+    for component, path in result.files.items():
+        print(f"{component:<15} {path}")
+    print(f"preset {result.preset}: use --model {result.directory}")
+    return 0
+
+
+def _merge_plan(
+    args: argparse.Namespace,
+) -> tuple[dict[str, str], str, list[tuple[float, str]], float]:
+    """`merge`'s inputs by flag, and its target, terms and target coefficient.
+
+    Every mode is `target_coef * target + sum(coefficient * model)`; see
+    `kerasmorph.checkpoints.merge_checkpoints`.
+    """
+    if args.add:
+        inputs = {"--base": args.base}
+        inputs.update({f"--add #{index}": path for index, (path, _) in enumerate(args.add, 1)})
+        # base + sum c_i (model_i - base), tensor by tensor.
+        terms = [(coefficient, path) for path, coefficient in args.add]
+        terms.append((-sum(coefficient for _, coefficient in args.add), args.base))
+        return inputs, args.base, terms, 1.0
+    if args.weighted_sum is not None:
+        a, b = args.weighted_sum
+        inputs = {"--weighted-sum A": a, "--weighted-sum B": b}
+        return inputs, a, [(args.alpha, b)], 1.0 - args.alpha
+    a, b, c = args.add_difference
+    inputs = {"--add-difference A": a, "--add-difference B": b, "--add-difference C": c}
+    return inputs, a, [(args.alpha, b), (-args.alpha, c)], 1.0
+
+
+def _merged_path(text: str, file_format: str) -> Path:
+    """Where `merge` writes --out `text`: a .safetensors file, or a diffusers folder."""
+    out = Path(text)
+    if file_format == "compvis":
+        if out.suffix and out.suffix != ".safetensors":
+            raise CommandError(
+                f"--out must be a .safetensors file or a directory. Received: --out {text}"
+            )
+        return out if out.suffix else out / "merged.safetensors"
+    if out.suffix in _CHECKPOINT_SUFFIXES:
+        raise CommandError(
+            "diffusers folders merge into a diffusers folder: --out must be a "
+            f"directory. Received: --out {text}"
+        )
+    return out
+
+
+def run_merge(args: argparse.Namespace, session: Session) -> int:
+    from kerasmorph import checkpoints
+
+    modes = [bool(args.add), args.weighted_sum is not None, args.add_difference is not None]
+    if sum(modes) != 1:
+        raise CommandError(
+            "give exactly one of --base with --add, --weighted-sum A B or --add-difference A B C"
+        )
+    if args.add and args.base is None:
+        raise CommandError("--add needs --base (the model the fine-tunes started from)")
+    inputs, target, terms, target_coef = _merge_plan(args)
+    if args.take_vae:
+        inputs["--take-vae"] = args.take_vae
+    # Single files and diffusers folders name their tensors differently.
+    file_format = checkpoints.check_same_format(inputs)
+    merged = _merged_path(args.out, file_format)
+    out = Path(args.out)
+    report = checkpoints.merge_checkpoints(
+        merged,
+        target,
+        terms,
+        target_coef,
+        take={"vae": args.take_vae} if args.take_vae else None,
+        dtype="float16" if args.half else None,
+    )
+    print(report.summary(), file=sys.stderr)
+    print(merged)
+    # A directory --out also gets the KerasCV conversion, beside the merge.
+    if (file_format == "diffusers" or not out.suffix) and not args.no_convert:
+        result = checkpoints.convert(merged, out, overwrite=True)
+        print(f"preset {result.preset}: use --model {result.directory}")
+    return 0
+
+
+def run_similarity(args: argparse.Namespace, session: Session) -> int:
+    import contextlib
+
+    import numpy as np
+
+    from kerasmorph import checkpoints, merging, plotting
+
+    if args.plot is None and args.csv is None:
+        raise CommandError("give --plot PNG and/or --csv CSV")
+    inputs = {"A": args.a, "B": args.b}
+    if args.base is not None:
+        inputs["--base"] = args.base
+    checkpoints.check_same_format(inputs)
+    with contextlib.ExitStack() as stack:
+        a, b = (stack.enter_context(checkpoints.LazyTensors(path)) for path in (args.a, args.b))
+        if args.base is not None:
+            base = stack.enter_context(checkpoints.LazyTensors(args.base))
+            a, b = merging.TaskVectorView(base, a), merging.TaskVectorView(base, b)
+        rows = merging.cosine_similarities(a, b)
+    if not rows:
+        raise CommandError("the two checkpoints share no tensors of equal shape")
+    if args.csv is not None:
+        Path(args.csv).write_text(merging.similarity_csv(rows))
+        print(args.csv)
+    if args.plot is not None:
+        what = "task vectors" if args.base is not None else "weights"
+        figure = plotting.plot_similarity_histogram(
+            [row.cosine for row in rows],
+            title=f"{Path(args.a).name} vs {Path(args.b).name}: cosine of the {what}",
+        )
+        figure.savefig(args.plot)
+        print(args.plot)
+    cosines = np.asarray([row.cosine for row in rows])
+    print(
+        f"{len(rows)} layers, cosine median {np.nanmedian(cosines):.6f}, "
+        f"min {np.nanmin(cosines):.6f}",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,161 @@
+"""Rendering walks for the walk commands, and `kerasmorph render`, which resumes one.
+
+A walk described by a `kerasmorph.renders.RenderSpec` renders into a resumable
+directory (its manifest holds everything that decides a frame) when --out has
+no suffix, else it streams into a GIF, MP4 or grid image.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from kerasmorph.cli.arguments import SharedArguments, own_arguments
+from kerasmorph.cli.output import check_output_path, write_frames
+from kerasmorph.cli.session import CommandError, ModelSettings, Session
+
+
+def register(subparsers, shared: SharedArguments) -> None:
+    """Adds `render`."""
+    own = own_arguments()
+    own.add_argument("manifest", help="a render directory or its manifest.json")
+    own.add_argument("--weights-dir", help="directory searched first for weight files")
+    own.add_argument("--overwrite", action="store_true", help=argparse.SUPPRESS)
+    render = subparsers.add_parser(
+        "render",
+        help="re-run (resume) a saved render from its manifest",
+        parents=[own, shared.strategy, shared.quiet],
+    )
+    render.set_defaults(run=run_render)
+
+
+def run_render(args: argparse.Namespace, session: Session) -> int:
+    from kerasmorph import renders
+
+    spec = renders.load_spec(args.manifest)
+    directory = Path(args.manifest)
+    directory = directory if directory.is_dir() else directory.parent
+    settings = ModelSettings(
+        model=spec.model,
+        height=spec.img_height,
+        width=spec.img_width,
+        jit=spec.jit_compile,
+        precision=spec.precision.split(":")[0],  # "auto:…" re-resolves to "auto".
+        weights_dir=args.weights_dir,
+        strategy=args.strategy,
+    )
+    explorer = session.get_explorer(
+        settings,
+        verbose=not args.quiet,
+        long_prompts=bool(spec.options.get("long_prompts", False)),
+    )
+    fingerprint = renders.weights_fingerprint(explorer)
+    if fingerprint != spec.weights:
+        raise CommandError(
+            f"The weights differ from the manifest's ({fingerprint} here, {spec.weights} "
+            f"in {directory}): the frames would not match. Point --weights-dir at them."
+        )
+    return render_directory(explorer, spec, directory, args)
+
+
+def render_spec(
+    args: argparse.Namespace,
+    session: Session,
+    kind: str,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    num_frames: int,
+    schedule: str,
+    options: dict,
+    *,
+    num_columns: int | None = None,
+) -> int:
+    """Renders a walk described by a RenderSpec: a resumable render directory
+    when --out has no suffix, else streamed into a GIF, MP4 or grid image."""
+    from kerasmorph import renders
+
+    out = check_output_path(args.out)
+    explorer = session.explorer_for(args)
+    # Too-long prompts fail here, before a render directory's manifest is
+    # written: the corrected run would otherwise be refused as another render.
+    for prompt in prompts:
+        explorer.tokenize(prompt)
+    if args.long_prompts:
+        # In the manifest, so a resumed render encodes the prompts the same way;
+        # only when set, so manifests of short-prompt renders are unchanged.
+        options = {**options, "long_prompts": True}
+    total = num_frames * num_frames if kind == "grid" else num_frames
+    spec = renders.RenderSpec(
+        kind=kind,
+        prompts=tuple(prompts),
+        seeds=tuple(seeds),
+        num_frames=num_frames,
+        schedule=schedule,
+        options=options,
+        model=explorer.preset.name,
+        weights=renders.weights_fingerprint(explorer),
+        img_height=explorer.img_height,
+        img_width=explorer.img_width,
+        # The resolved policies, not "auto": they decide the frames' last bits.
+        precision=_resolved_precision(explorer),
+        jit_compile=explorer.jit_compile,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        negative_prompt=args.negative_prompt,
+        batch_size=explorer.batch_size_for(total, args.batch_size),
+    )
+    if not out.suffix:
+        return render_directory(explorer, spec, out, args)
+    if args.strategy == "multiworker":
+        raise CommandError(
+            "--strategy multiworker writes each worker's frames into a shared render "
+            f"directory: give --out a directory (no suffix). Received: --out {args.out}"
+        )
+    frames = explorer.render(
+        renders.build_walk(explorer, spec),
+        num_steps=spec.num_steps,
+        unconditional_guidance_scale=spec.unconditional_guidance_scale,
+        negative_prompt=spec.negative_prompt,
+        batch_size=spec.batch_size,
+    )
+    print(write_frames(out, frames, args, num_columns=num_columns))
+    return 0
+
+
+def _resolved_precision(explorer) -> str:
+    plan = explorer.precision_plan
+    if plan.requested != "auto":
+        return plan.requested
+    return f"auto:{plan.text_encoder}/{plan.diffusion_model}/{plan.decoder}"
+
+
+def render_directory(explorer, spec, directory: Path, args: argparse.Namespace) -> int:
+    """Renders `spec` into `directory`: this worker's share of the frames not yet there."""
+    from kerasmorph import renders
+
+    shard = renders.shard_of_cluster() if args.strategy == "multiworker" else (0, 1)
+    report = renders.render_to_directory(
+        explorer, spec, directory, overwrite=args.overwrite, shard=shard
+    )
+    print(
+        f"{directory}: rendered {len(report.rendered)} frames, "
+        f"{len(report.skipped)} already done (worker {shard[0]} of {shard[1]})"
+    )
+    return 0
+
+
+def render_walk(args: argparse.Namespace, session: Session, build_walk: Callable) -> int:
+    """Renders the walk `build_walk(explorer)` returns (not described by a RenderSpec)."""
+    out = check_output_path(args.out)
+    explorer = session.explorer_for(args)
+    walk = build_walk(explorer)
+    frames = explorer.render(
+        walk,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        negative_prompt=args.negative_prompt,
+        batch_size=args.batch_size,
+    )
+    print(write_frames(out, frames, args))
+    return 0

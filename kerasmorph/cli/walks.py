@@ -1,0 +1,185 @@
+"""The walk commands: `interpolate`, `grid`, `walk`, `loop` and `morph-seeds`.
+
+Each renders a walk described by a `RenderSpec` (`kerasmorph.cli.render`);
+`interpolate` and `morph-seeds` can instead space their frames adaptively.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kerasmorph.cli.arguments import (
+    SharedArguments,
+    non_negative_int,
+    own_arguments,
+    positive_int,
+    resolve_schedule,
+)
+from kerasmorph.cli.output import check_output_path, write_frames
+from kerasmorph.cli.render import render_spec
+from kerasmorph.cli.session import CommandError, Session
+
+
+def register(subparsers, shared: SharedArguments) -> None:
+    """Adds `interpolate`, `grid`, `walk`, `loop` and `morph-seeds`."""
+    own = own_arguments()
+    own.add_argument("prompts", nargs="+", metavar="PROMPT")
+    subparsers.add_parser(
+        "interpolate",
+        help="interpolate 2+ prompts with fixed noise",
+        parents=[own, *shared.rendering(10), shared.adaptive],
+    ).set_defaults(run=run_interpolate)
+
+    own = own_arguments()
+    own.add_argument("prompts", nargs=4, metavar="PROMPT", help="TL TR BL BR")
+    own.add_argument("--size", type=positive_int, default=4, help="frames per side")
+    own.add_argument("--vary-noise", action="store_true", help="a different noise for every cell")
+    subparsers.add_parser(
+        "grid", help="bilinear grid of 4 prompts", parents=[own, *shared.rendering(None)]
+    ).set_defaults(run=run_grid)
+
+    own = own_arguments()
+    own.add_argument("prompt")
+    own.add_argument("--step-size", type=float, default=0.005, help="element-wise step")
+    own.add_argument("--norm", type=float, default=None, help="L2 length of each step instead")
+    own.add_argument(
+        "--direction-seed",
+        type=non_negative_int,
+        default=None,
+        help="walk in a random direction drawn from this seed (default: all ones)",
+    )
+    subparsers.add_parser(
+        "walk", help="delta walk around one prompt", parents=[own, *shared.rendering(20)]
+    ).set_defaults(run=run_walk)
+
+    own = own_arguments()
+    own.add_argument("prompt")
+    subparsers.add_parser(
+        "loop", help="circular noise loop on one prompt", parents=[own, *shared.rendering(16)]
+    ).set_defaults(run=run_loop)
+
+    own = own_arguments()
+    own.add_argument("prompt")
+    own.add_argument("--seeds", type=non_negative_int, nargs="+", default=[1, 2], help="2+ seeds")
+    own.add_argument(
+        "--noise-method",
+        choices=("variance_preserving", "slerp"),
+        default="variance_preserving",
+    )
+    subparsers.add_parser(
+        "morph-seeds",
+        help="morph the noise between seeds for one prompt",
+        parents=[own, *shared.rendering(10), shared.adaptive],
+    ).set_defaults(run=run_morph_seeds)
+
+
+def run_interpolate(args: argparse.Namespace, session: Session) -> int:
+    if args.adaptive is not None:
+        import numpy as np
+
+        explorer = session.explorer_for(args)
+        encodings = explorer.encode_text(args.prompts, long_prompts=args.long_prompts)
+        noises = np.repeat(explorer.noise(1, args.seed), len(args.prompts), axis=0)
+        schedule = resolve_schedule(args, "linear")
+        return _render_adaptive(args, explorer, encodings, noises, schedule, "slerp")
+    return render_spec(
+        args,
+        session,
+        "interpolate",
+        args.prompts,
+        [args.seed],
+        args.frames,
+        resolve_schedule(args, "linear"),
+        {},
+    )
+
+
+def run_grid(args: argparse.Namespace, session: Session) -> int:
+    return render_spec(
+        args,
+        session,
+        "grid",
+        args.prompts,
+        [args.seed],
+        args.size,
+        resolve_schedule(args, "linear"),
+        {"vary_noise": args.vary_noise},
+        num_columns=args.size,
+    )
+
+
+def run_walk(args: argparse.Namespace, session: Session) -> int:
+    options = {
+        "step_size": None if args.norm is not None else args.step_size,
+        "norm": args.norm,
+        "direction_seed": args.direction_seed,
+    }
+    return render_spec(
+        args,
+        session,
+        "walk",
+        [args.prompt],
+        [args.seed],
+        args.frames,
+        resolve_schedule(args, "linear"),
+        options,
+    )
+
+
+def run_loop(args: argparse.Namespace, session: Session) -> int:
+    schedule = resolve_schedule(args, "linear")
+    return render_spec(args, session, "loop", [args.prompt], [args.seed], args.frames, schedule, {})
+
+
+def run_morph_seeds(args: argparse.Namespace, session: Session) -> int:
+    if args.adaptive is not None:
+        import numpy as np
+
+        if len(args.seeds) < 2:
+            raise CommandError(f"--seeds needs at least 2 seeds. Received: {args.seeds}")
+        explorer = session.explorer_for(args)
+        noises = np.concatenate([explorer.noise(1, seed) for seed in args.seeds])
+        encoding = explorer.encode_text(args.prompt, long_prompts=args.long_prompts)
+        encodings = np.repeat(encoding, len(args.seeds), axis=0)
+        schedule = resolve_schedule(args, "ease")
+        return _render_adaptive(args, explorer, encodings, noises, schedule, args.noise_method)
+    return render_spec(
+        args,
+        session,
+        "morph-seeds",
+        [args.prompt],
+        args.seeds,
+        args.frames,
+        resolve_schedule(args, "ease"),
+        {"noise_method": args.noise_method},
+    )
+
+
+def _render_adaptive(
+    args: argparse.Namespace, explorer, encodings, noises, schedule: str, noise_method: str
+) -> int:
+    """Renders the keyframe path, bisected where neighbouring frames differ too much."""
+    from kerasmorph import adaptive
+
+    out = check_output_path(args.out)
+    if args.max_frames is None:
+        raise CommandError("--adaptive needs --max-frames N (the frame budget)")
+    result = adaptive.refine(
+        explorer,
+        adaptive.keyframe_path(encodings, noises, schedule=schedule, noise_method=noise_method),
+        threshold=args.adaptive,
+        max_frames=args.max_frames,
+        initial_frames=args.frames,
+        num_steps=args.steps,
+        unconditional_guidance_scale=args.guidance,
+        batch_size=args.batch_size,
+    )
+    print(write_frames(out, result.frames, args))
+    figure = adaptive.plot_changes(result)
+    plot = out.with_name(f"{out.stem or out.name}.changes.png")
+    figure.savefig(plot)
+    print(
+        f"{plot}: {len(result.positions)} frames, largest change "
+        f"{result.changes_before.max():.3f} -> {result.changes_after.max():.3f}"
+    )
+    return 0

@@ -1,0 +1,95 @@
+"""One batching helper for every batched loop of the Explorer.
+
+Every model call runs on batches of one fixed shape — the last batch is
+padded by repeating its last row and the padding dropped — so any number of
+rows runs through one compiled shape without retracing, and memory is
+bounded by the batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+
+from kerasmorph._checks import check_count
+
+
+def batch_indices(num_rows: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Yields int arrays of consecutive row indices, `batch_size` at a time."""
+    for start in range(0, num_rows, batch_size):
+        yield np.arange(start, min(start + batch_size, num_rows))
+
+
+def pad_rows(array: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
+    """Pads a short last batch by repeating its last row, to keep one shape.
+
+    Returns:
+        `(padded (batch_size, ...), num_real)`.
+    """
+    num_real = len(array)
+    if num_real == batch_size:
+        return array, num_real
+    padding = np.repeat(array[-1:], batch_size - num_real, axis=0)
+    return np.concatenate([array, padding]), num_real
+
+
+def run_padded(
+    function: Callable[..., np.ndarray], arrays: Sequence[np.ndarray], batch_size: int
+) -> np.ndarray:
+    """Calls `function` on `arrays` padded to `batch_size` rows; returns the real rows.
+
+    Args:
+        function: `(*batches) -> np.ndarray (batch_size, ...)`.
+        arrays: arrays with the same number of rows, at most `batch_size`.
+        batch_size: the fixed batch shape.
+    """
+    padded = [pad_rows(array, batch_size)[0] for array in arrays]
+    return np.asarray(function(*padded))[: len(arrays[0])]
+
+
+def map_batches(
+    function: Callable[..., np.ndarray], arrays: Sequence[np.ndarray], batch_size: int
+) -> Iterator[np.ndarray]:
+    """Yields `function` of each fixed-shape batch of `arrays`' rows, padding dropped.
+
+    Example:
+
+    ```python
+    decoded = np.concatenate(list(map_batches(decode_batch, [latents], 4)))
+    ```
+    """
+    for indices in batch_indices(len(arrays[0]), batch_size):
+        yield run_padded(function, [array[indices] for array in arrays], batch_size)
+
+
+def resolve_batch_size(
+    num_rows: int, batch_size: int | None, default_batch_size: int, num_replicas: int
+) -> int:
+    """The batch size of a loop over `num_rows` rows.
+
+    Default: min(num_rows, `default_batch_size`), rounded up to a multiple of
+    the replica count. An explicit `batch_size` must be a multiple of the
+    replica count; it is never rounded silently.
+    """
+    if batch_size is None:
+        default = min(num_rows, default_batch_size)
+        return -(-default // num_replicas) * num_replicas
+    check_count("batch_size", batch_size)
+    if batch_size % num_replicas:
+        raise ValueError(
+            f"`batch_size` must be a multiple of the {num_replicas} replicas of the "
+            f"strategy. Received: batch_size={batch_size}"
+        )
+    return int(batch_size)
+
+
+def progress_callback(total: int, verbose: bool) -> Callable[[], None] | None:
+    """A Keras `Progbar` of `total` steps as a no-argument callback, or None when quiet."""
+    if not verbose or total <= 0:
+        return None
+    from kerasmorph.backend import keras_module
+
+    progbar = keras_module().utils.Progbar(total)
+    counter = iter(range(1, total + 1))
+    return lambda: progbar.update(next(counter))

@@ -1,0 +1,94 @@
+"""`Walk`: the inputs of every frame of a render, computed batch by batch.
+
+The Explorer renders walks; the builders that make them (prompt walks, seed
+morphs, loops, keyframes) live one layer up in `kerasmorph.walks`, which
+re-exports `Walk`, so the core never imports its workflows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+FrameInputs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def uniform_positions(num_frames: int) -> np.ndarray:
+    """Evenly spaced positions in [0, 1] for `num_frames` frames (0 for one frame)."""
+    return np.linspace(0.0, 1.0, num_frames) if num_frames > 1 else np.zeros(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Walk:
+    """The inputs of every frame of a render, computed batch by batch.
+
+    Attributes:
+        num_frames: number of frames F.
+        compute: `indices -> (encodings (B, L, D), noise (B, H/8, W/8, 4))`
+            for a 1-D int array of B frame indices.
+        positions: float64 (F,), each frame's position along the walk in
+            [0, 1] (for labels, plots and refinement).
+    """
+
+    num_frames: int
+    compute: FrameInputs
+    positions: np.ndarray
+
+    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """`indices` as a 1-D int64 array, each a frame of this walk."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.ndim != 1 or (
+            indices.size and (indices.min() < 0 or indices.max() >= self.num_frames)
+        ):
+            raise ValueError(
+                f"Frame indices must be a 1-D array in [0, {self.num_frames}). "
+                f"Received: indices={indices.tolist()}"
+            )
+        return indices
+
+    def inputs(self, indices: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Returns `(encodings, noise)` of the frames at `indices`, float32."""
+        indices = self._check_indices(indices)
+        encodings, noise = self.compute(indices)
+        return encodings.astype(np.float32), noise.astype(np.float32)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "Walk":
+        """The walk restricted to `indices` (e.g. the frames a resumed render lacks)."""
+        indices = self._check_indices(indices)
+        return Walk(
+            len(indices),
+            lambda sub: self.compute(indices[sub]),
+            self.positions[indices],
+        )
+
+    @classmethod
+    def from_arrays(cls, encodings: np.ndarray, noise: np.ndarray) -> "Walk":
+        """A walk over precomputed arrays (F, L, D) and (F, H/8, W/8, 4), L = 77·k."""
+        encodings = np.asarray(encodings, dtype=np.float32)
+        noise = np.asarray(noise, dtype=np.float32)
+        if encodings.ndim != 3 or noise.ndim != 4 or len(encodings) != len(noise):
+            raise ValueError(
+                "A walk needs encodings (F, L, D) and noise (F, H/8, W/8, 4) with "
+                f"the same F. Received: encodings.shape={encodings.shape}, "
+                f"noise.shape={noise.shape}"
+            )
+        return cls(
+            num_frames=len(encodings),
+            compute=lambda indices: (encodings[indices], noise[indices]),
+            positions=uniform_positions(len(encodings)),
+        )
+
+
+def as_walk(walk: Any) -> Walk:
+    """Accepts a `Walk` or an `(encodings, noise)` pair of arrays."""
+    if isinstance(walk, Walk):
+        return walk
+    if isinstance(walk, tuple) and len(walk) == 2:
+        return Walk.from_arrays(*walk)
+    raise ValueError(
+        "Expected a kerasmorph.walks.Walk or a pair (encodings, noise). "
+        f"Received: {type(walk).__name__}"
+    )

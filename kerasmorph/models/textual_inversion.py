@@ -1,0 +1,322 @@
+"""Textual-inversion surgery: new token vectors in KerasCV's tokenizer and text encoder.
+
+Textual inversion learns new input vectors for the text encoder's token
+embedding. `add_textual_inversion` adds their tokens (lowercased: KerasCV's
+tokenizer lowercases every prompt) to the tokenizer and grows the text
+encoder's token embedding to hold them (`grow_text_encoder`). An n-vector
+embedding occupies n prompt positions: the token is written once and expands
+to `token, token_1, ..., token_{n-1}` (diffusers' convention,
+`ExpandingTokenizer`). `encode_token_embeddings` runs the text encoder from
+input token embeddings instead of ids (`kerasmorph.embeddings.token_walk`).
+
+`load_textual_inversion` reads the two common file formats:
+
+- A1111 `.pt` / `.safetensors`: `{"string_to_param": {"*": (n, D)}, "name": ...}`
+  or `{"emb_params": (n, D)}`;
+- diffusers `learned_embeds.bin` / `.safetensors`: `{"<token>": (D,) or (n, D)}`.
+
+References:
+    Gal et al., "An Image is Worth One Word", ICLR 2023; the keras.io example
+    "Teach StableDiffusion new concepts via Textual Inversion" (grows the
+    vocabulary by rebuilding the text encoder).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasmorph.backend import keras_module
+from kerasmorph.weights import load_torch_file
+
+
+@dataclasses.dataclass(frozen=True)
+class TextualInversion:
+    """One learned token and its input vectors.
+
+    Attributes:
+        token: the token as written in prompts, lowercased (e.g. `"<cat-toy>"`).
+        vectors: float32 (n, D): n prompt positions, D the text width (768 for
+            SD 1.x, 1024 for SD 2.x).
+    """
+
+    token: str
+    vectors: np.ndarray
+
+    @property
+    def tokens(self) -> list[str]:
+        """The n vocabulary entries: `token`, then `token_1` ... `token_{n-1}`."""
+        return [self.token] + [f"{self.token}_{index}" for index in range(1, len(self.vectors))]
+
+
+def _chain(text_encoder):
+    """(CLIPEmbedding, layers after it) of a KerasCV-style text encoder."""
+    input_layer = keras_module().layers.InputLayer
+    from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding
+
+    layers = [layer for layer in text_encoder.layers if not isinstance(layer, input_layer)]
+    if not layers or not isinstance(layers[0], CLIPEmbedding):
+        raise ValueError(
+            "Expected a KerasCV text encoder (CLIPEmbedding then encoder layers). "
+            f"Received: {type(text_encoder).__name__}"
+        )
+    return layers[0], layers[1:]
+
+
+def token_embedding_matrix(text_encoder) -> np.ndarray:
+    """The text encoder's input token embedding, float32 (vocab_size, D)."""
+    embedding, _ = _chain(text_encoder)
+    return np.asarray(embedding.token_embedding.embeddings.numpy(), dtype=np.float32)
+
+
+def grow_text_encoder(text_encoder, vectors: np.ndarray):
+    """Returns a text encoder whose vocabulary has `vectors` appended.
+
+    As the keras.io textual-inversion example does, the token embedding is
+    rebuilt larger (old rows, then the new ones) and every other weight is
+    kept: here the encoder layers are reused as they are, which works for
+    `TextEncoder`, `TextEncoderV2` and the `tiny` preset's encoder alike.
+
+    Args:
+        text_encoder: a built KerasCV-style text encoder
+            ((tokens, positions) -> (N, L, D)).
+        vectors: float32 (n, D) new rows.
+
+    Returns:
+        A new `keras.Model` with the same inputs and a vocabulary n larger;
+        new token ids start at the old vocabulary size.
+
+    Raises:
+        ValueError: when D differs from the encoder's width.
+    """
+    keras = keras_module()
+    from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding
+
+    embedding, rest = _chain(text_encoder)
+    old = embedding.token_embedding.embeddings
+    vocab_size, width = (int(n) for n in old.shape)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != width:
+        family = {768: " (an SD 1.x embedding?)", 1024: " (an SD 2.x embedding?)"}.get(
+            vectors.shape[-1], ""
+        )
+        raise ValueError(
+            f"The embedding's vectors are {vectors.shape[-1]} wide{family}, but this "
+            f"text encoder's tokens are {width} wide. Received: vectors.shape={vectors.shape}"
+        )
+    max_length = int(embedding.position_embedding.embeddings.shape[0])
+    tokens = keras.layers.Input((max_length,), dtype="int32", name="tokens")
+    positions = keras.layers.Input((max_length,), dtype="int32", name="positions")
+    grown = CLIPEmbedding(
+        vocab_size + len(vectors), width, max_length, dtype=embedding.dtype_policy
+    )
+    x = grown([tokens, positions])
+    for layer in rest:
+        x = layer(x)
+    model = keras.Model([tokens, positions], x, name=text_encoder.name)
+    matrix = np.concatenate([np.asarray(old.numpy(), dtype=np.float32), vectors])
+    grown.token_embedding.embeddings.assign(matrix.astype(grown.token_embedding.embeddings.dtype))
+    grown.position_embedding.embeddings.assign(embedding.position_embedding.embeddings.numpy())
+    return model
+
+
+class ExpandingTokenizer:
+    """KerasCV's `SimpleTokenizer`, with multi-vector tokens expanded.
+
+    `encode` writes an n-vector token's n ids where the prompt has the token
+    once. Everything else is delegated to the wrapped tokenizer.
+
+    Args:
+        tokenizer: a `SimpleTokenizer` (its vocabulary is extended in place).
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+        self.expansions: dict[int, list[int]] = dict(getattr(tokenizer, "expansions", {}))
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`: start, BPE tokens (expanded), end."""
+        ids = []
+        for token_id in self.tokenizer.encode(text):
+            ids.extend(self.expansions.get(token_id, [token_id]))
+        return ids
+
+
+def add_textual_inversion(
+    tokenizer, text_encoder, embeddings: Sequence[TextualInversion]
+) -> tuple[ExpandingTokenizer, Any]:
+    """Adds embeddings to a tokenizer and a text encoder.
+
+    Args:
+        tokenizer: KerasCV's `SimpleTokenizer` (or an `ExpandingTokenizer`).
+        text_encoder: the text encoder the tokenizer feeds.
+        embeddings: `TextualInversion`s from `load_textual_inversion`.
+
+    Returns:
+        `(tokenizer, text_encoder)`: the tokenizer wrapped to expand
+        multi-vector tokens, and the grown text encoder.
+
+    Raises:
+        ValueError: when a token is already in the vocabulary, or the vectors'
+            width does not match the text encoder (768 vs 1024).
+    """
+    wrapped = ExpandingTokenizer(tokenizer)
+    base = wrapped.tokenizer
+    new_tokens, rows = [], []
+    for embedding in embeddings:
+        for token in embedding.tokens:
+            if token in base.encoder or token in new_tokens:
+                raise ValueError(
+                    f"The token {token!r} is already in the vocabulary; load the "
+                    f"embedding under another name (token=...). Received: token={token!r}"
+                )
+            new_tokens.append(token)
+        rows.append(embedding.vectors)
+    if not new_tokens:
+        return wrapped, text_encoder
+    first_id = int(token_embedding_matrix(text_encoder).shape[0])
+    grown = grow_text_encoder(text_encoder, np.concatenate(rows))  # Checks the width first.
+    if len(base.vocab) != first_id:
+        raise ValueError(
+            f"The tokenizer has {len(base.vocab)} entries but the text encoder's "
+            f"embedding has {first_id} rows; they must grow together. "
+            f"Received: vocab size {len(base.vocab)}"
+        )
+    # Longest first: the tokenizer's pattern tries special tokens in insertion
+    # order, so `tok_1` must come before `tok` or it would match as `tok` + `_1`.
+    base.add_tokens(sorted(new_tokens, key=len, reverse=True))
+    ids = {token: first_id + index for index, token in enumerate(new_tokens)}
+    base.encoder.update(ids)
+    base.decoder = {value: key for key, value in base.encoder.items()}
+    base.vocab = sorted(base.encoder, key=base.encoder.get)
+    for embedding in embeddings:
+        token_ids = [ids[token] for token in embedding.tokens]
+        wrapped.expansions[token_ids[0]] = token_ids
+    return wrapped, grown
+
+
+def encode_token_embeddings(text_encoder, token_embeddings: np.ndarray) -> np.ndarray:
+    """Runs the text encoder from input token embeddings instead of ids.
+
+    Args:
+        text_encoder: a KerasCV-style text encoder.
+        token_embeddings: float32 (N, L, D), what the token lookup would give.
+
+    Returns:
+        float32 (N, L, D) encodings: position embeddings added, then every
+        encoder layer and the final LayerNorm, as `text_encoder` computes them.
+    """
+    import tensorflow as tf
+
+    embedding, rest = _chain(text_encoder)
+    token_embeddings = np.asarray(token_embeddings, dtype=np.float32)
+    length = token_embeddings.shape[1]
+    positions = np.arange(length, dtype=np.int32)[None]
+    x = tf.cast(tf.constant(token_embeddings), embedding.compute_dtype)
+    x = x + embedding.position_embedding(tf.constant(positions))
+    for layer in rest:
+        x = layer(x)
+    return tf.cast(x, tf.float32).numpy()
+
+
+# ------------------------------------------------------------- reading files
+
+
+def _check_token(token: str) -> str:
+    if not isinstance(token, str) or not token.strip() or any(c.isspace() for c in token):
+        raise ValueError(
+            f"A token must be a non-empty string without spaces. Received: token={token!r}"
+        )
+    return token.lower()
+
+
+def _as_vectors(value: Any, where: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # A torch tensor (no torch import needed to convert it).
+        value = value.detach().float().cpu().numpy()
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[0] < 1:
+        raise ValueError(
+            f"An embedding must be a vector (D,) or vectors (n, D). "
+            f"Received: {where} of shape {array.shape}"
+        )
+    return array
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import load_file
+
+        return dict(load_file(str(path)))
+    if path.suffix in (".pt", ".bin", ".ckpt", ".pth"):
+        return dict(load_torch_file(path))
+    raise ValueError(
+        f"An embedding file must end in .safetensors, .pt or .bin. Received: path={str(path)!r}"
+    )
+
+
+def load_textual_inversion(
+    path: str | os.PathLike, token: str | None = None
+) -> list[TextualInversion]:
+    """Reads a textual-inversion file (A1111 or diffusers format).
+
+    Args:
+        path: a `.pt`, `.bin` or `.safetensors` file.
+        token: the prompt token to use. Default: the file's own token for
+            diffusers files, the file name without suffix for A1111 files
+            (A1111's trigger word), e.g. `"my-style"` for `my-style.pt`.
+            Always lowercased.
+
+    Returns:
+        A list of `TextualInversion` (usually one).
+
+    Raises:
+        ValueError: for an unknown layout, a bad token, or vectors that are
+            not (D,) or (n, D).
+        ImportError: for a `.pt`/`.bin` file when torch is not installed.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"No embedding file at {path}. Received: path={str(path)!r}")
+    content = _read_file(path)
+    if "string_to_param" in content:  # A1111 .pt
+        params = dict(content["string_to_param"])
+        if len(params) != 1:
+            raise ValueError(
+                f"Expected one embedding in string_to_param of {path}. "
+                f"Received: keys {sorted(params)}"
+            )
+        vectors = _as_vectors(next(iter(params.values())), "string_to_param")
+        return [TextualInversion(_check_token(token or path.stem), vectors)]
+    if "emb_params" in content:  # A1111 .safetensors
+        return [
+            TextualInversion(
+                _check_token(token or path.stem), _as_vectors(content["emb_params"], "emb_params")
+            )
+        ]
+    if any(key.startswith("clip_") for key in content):
+        raise ValueError(
+            f"{path} is an SDXL embedding ({', '.join(sorted(content))}); kerasmorph "
+            "loads SD 1.x/2.x embeddings only."
+        )
+    entries = {key: value for key, value in content.items() if hasattr(value, "shape")}
+    if not entries:
+        raise ValueError(f"{path} holds no embedding tensors. Received: keys {sorted(content)}")
+    if token is not None and len(entries) != 1:
+        raise ValueError(
+            f"`token` renames a single embedding; {path} holds {len(entries)}. "
+            f"Received: token={token!r}"
+        )
+    return [
+        TextualInversion(_check_token(token or key), _as_vectors(value, key))
+        for key, value in entries.items()
+    ]
