@@ -10,8 +10,8 @@ from kerasmorph import adaptive, cli
 _SESSION = cli.Session()
 
 
-def main(argv):
-    return cli.main(argv, session=_SESSION)
+def main(argv, session=_SESSION):
+    return cli.main(argv, session=session)
 
 
 @pytest.fixture(scope="module")

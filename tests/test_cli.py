@@ -13,8 +13,8 @@ from kerasmorph import cli
 _SESSION = cli.Session()
 
 
-def main(argv):
-    return cli.main(argv, session=_SESSION)
+def main(argv, session=_SESSION):
+    return cli.main(argv, session=session)
 
 
 TINY = ["--model", "tiny", "--steps", "2", "--no-jit", "--quiet"]

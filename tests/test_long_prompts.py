@@ -11,8 +11,8 @@ from kerasmorph.explorer import END_TOKEN, START_TOKEN
 _SESSION = cli.Session()
 
 
-def main(argv):
-    return cli.main(argv, session=_SESSION)
+def main(argv, session=_SESSION):
+    return cli.main(argv, session=session)
 
 
 WIDTH = 64  # The tiny text encoder's width D.

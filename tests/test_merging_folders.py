@@ -21,8 +21,8 @@ from kerasmorph import checkpoints, cli, merging
 _SESSION = cli.Session()
 
 
-def main(argv):
-    return cli.main(argv, session=_SESSION)
+def main(argv, session=_SESSION):
+    return cli.main(argv, session=session)
 
 
 SHAPES = {

@@ -17,8 +17,8 @@ from kerasmorph import cli, renders
 _SESSION = cli.Session()
 
 
-def main(argv):
-    return cli.main(argv, session=_SESSION)
+def main(argv, session=_SESSION):
+    return cli.main(argv, session=session)
 
 
 TINY = ["--model", "tiny", "--no-jit", "--quiet", "--steps", "2"]
