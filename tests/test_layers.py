@@ -56,6 +56,7 @@ LAYERS = {
     # L7: applications.
     "kerasmorph.cli": 7,
     "kerasmorph.bench": 7,
+    "kerasmorph.quality": 7,
     "kerasmorph.shapes.train": 7,
     "kerasmorph.shapes.evaluate": 7,
     "kerasmorph.__main__": 7,
@@ -98,6 +99,7 @@ HEAVY_ALLOWED = {
     "kerasmorph.checkpoints": {"tensorflow", "keras", "keras_cv", "torch"},
     "kerasmorph.cli": set(HEAVY),
     "kerasmorph.bench": set(HEAVY),
+    "kerasmorph.quality": set(HEAVY),
     "kerasmorph.shapes.train": set(HEAVY),
     "kerasmorph.shapes.evaluate": set(HEAVY),
 }
