@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -123,6 +123,7 @@ def refine(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
+    scheduler: str | Any | None = None,
 ) -> AdaptiveResult:
     """Renders a path, bisecting the largest changes until below `threshold`.
 
@@ -141,6 +142,8 @@ def refine(
         metric: `"mad"` or `"ssim"`.
         num_steps, unconditional_guidance_scale: sampling settings.
         batch_size: UNet batch; also the number of bisections per round.
+        scheduler: a `kerasmorph.schedulers` name or `Scheduler`; default the
+            Explorer's (`"ddim"`).
 
     Returns:
         An `AdaptiveResult`.
@@ -163,6 +166,7 @@ def refine(
                     num_steps=num_steps,
                     unconditional_guidance_scale=unconditional_guidance_scale,
                     batch_size=batch_size,
+                    scheduler=scheduler,
                 )
             )
         )

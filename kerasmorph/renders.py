@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 import kerasmorph
-from kerasmorph import export, walks
+from kerasmorph import export, schedulers, walks
 
 MANIFEST = "manifest.json"
 FRAME_PREFIX = "frame_"
@@ -50,6 +50,9 @@ class RenderSpec:
         num_steps, unconditional_guidance_scale, negative_prompt: sampling.
         batch_size: UNet batch (frames are byte-identical only for one batch).
         version: kerasmorph version that rendered it.
+        scheduler: the sampling algorithm's name (`kerasmorph.schedulers`).
+        scheduler_config: its configuration (`Scheduler.config`); `{}` for
+            the scheduler's defaults with the model's prediction type.
     """
 
     kind: str
@@ -69,6 +72,9 @@ class RenderSpec:
     negative_prompt: str | None
     batch_size: int
     version: str = kerasmorph.__version__
+    # Fields added later have defaults, so older manifests still load (as DDIM renders).
+    scheduler: str = "ddim"
+    scheduler_config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -77,9 +83,16 @@ class RenderSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RenderSpec":
         """Rebuilds a spec from `to_json` output; unknown fields are an error."""
-        names = {field.name for field in dataclasses.fields(cls)}
+        fields = dataclasses.fields(cls)
+        names = {field.name for field in fields}
+        optional = {
+            field.name
+            for field in fields
+            if field.default is not dataclasses.MISSING
+            or field.default_factory is not dataclasses.MISSING
+        }
         unknown = sorted(set(data) - names)
-        missing = sorted(names - set(data) - {"version"})
+        missing = sorted(names - set(data) - optional)
         if unknown or missing:
             raise ValueError(
                 f"Not a kerasmorph render manifest: unknown fields {unknown}, missing "
@@ -151,6 +164,13 @@ WALK_BUILDERS: dict[str, Callable[[Any, RenderSpec], walks.Walk]] = {
 }
 
 
+def spec_scheduler(spec: RenderSpec) -> str | schedulers.Scheduler:
+    """The scheduler a spec names: its name alone, or built from its stored config."""
+    if not spec.scheduler_config:
+        return spec.scheduler
+    return schedulers.get(spec.scheduler, **spec.scheduler_config)
+
+
 def build_walk(explorer, spec: RenderSpec) -> walks.Walk:
     """Builds the walk a spec describes."""
     if spec.kind not in WALK_BUILDERS:
@@ -167,6 +187,19 @@ def frame_path(directory: str | os.PathLike, index: int) -> Path:
 def differing_fields(stored: dict[str, Any], spec: RenderSpec) -> list[str]:
     """Names of the manifest fields whose values differ from `spec`."""
     current = spec.to_json()
+    # A field added after the manifest was written counts as its default value.
+    defaults = {
+        field.name: field.default_factory()
+        if field.default_factory is not dataclasses.MISSING
+        else field.default
+        for field in dataclasses.fields(RenderSpec)
+        if field.name != "version"
+        and (
+            field.default is not dataclasses.MISSING
+            or field.default_factory is not dataclasses.MISSING
+        )
+    }
+    stored = {**defaults, **stored}
     return sorted(
         name for name in set(stored) | set(current) if stored.get(name) != current.get(name)
     )
@@ -256,6 +289,7 @@ def render_to_directory(
             unconditional_guidance_scale=spec.unconditional_guidance_scale,
             negative_prompt=spec.negative_prompt,
             batch_size=spec.batch_size,
+            scheduler=spec_scheduler(spec),
         )
         for index, frame in zip(missing, frames):
             export.save_frame(frame_path(directory, index), frame)

@@ -64,6 +64,7 @@ def sweep(
     num_steps: int = 50,
     unconditional_guidance_scale: float = 7.5,
     strength: float = 0.75,
+    scheduler: str | Any | None = None,
 ) -> SweepResult:
     """Renders one frame per value of `param`, everything else fixed.
 
@@ -78,6 +79,8 @@ def sweep(
         image: an image for img2img sweeps; without it, text-to-image.
         seed: the one noise every frame starts from.
         num_steps, unconditional_guidance_scale, strength: the fixed settings.
+        scheduler: a `kerasmorph.schedulers` name or `Scheduler`; default the
+            Explorer's (`"ddim"`).
 
     Returns:
         A `SweepResult`.
@@ -106,6 +109,7 @@ def sweep(
         settings = {
             "num_steps": num_steps,
             "unconditional_guidance_scale": unconditional_guidance_scale,
+            "scheduler": scheduler,
         }
         frame_encoding = encoding
         frame_strength = strength

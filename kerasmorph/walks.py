@@ -28,6 +28,11 @@ tokens are then encoded in 75-token chunks (77·k tokens), and the prompts of
 a walk, encoded in one `encode_text` call, come out padded with empty chunks
 to one length (`Explorer.pad_encodings`), so they interpolate like short ones.
 
+Walks that mix keyframe noises (seed morphs, keyframes, paths, loops) mix the
+per-step noise of stochastic schedulers (`euler_ancestral`) the same way
+(`Walk.step_noise`), so neighbouring frames share nearly all of it; walks with
+fixed noise give every frame the same per-step noise.
+
 References:
     Ian Stenbit, François Chollet, Luke Wood, "A walk through latent space
     with Stable Diffusion", keras.io (2022).
@@ -47,7 +52,8 @@ from kerasmorph import interpolation
 from kerasmorph.explorer.walk import FrameInputs as FrameInputs
 from kerasmorph.explorer.walk import Walk as Walk
 from kerasmorph.explorer.walk import as_walk as as_walk
-from kerasmorph.explorer.walk import uniform_positions
+from kerasmorph.explorer.walk import derived_noise, uniform_positions
+from kerasmorph.schedulers import Scheduler
 from kerasmorph.schedules import Schedule, apply_schedule, schedule_weights
 
 
@@ -86,13 +92,21 @@ def _plan_walk(
             [plan[i] for i in indices], encodings, noises, noise_method=noise_method
         )
 
+    def step_noise(indices: np.ndarray, call: int) -> np.ndarray:
+        # The keyframes' per-step noises, mixed exactly like their starting noises.
+        frames = [plan[i] for i in indices]
+        keyframe_noise = derived_noise(noises, call)
+        return interpolation.materialize_path(
+            frames, encodings, keyframe_noise, noise_method=noise_method
+        )[1]
+
     # Position along the walk: segment index plus the moving weight, normalised.
     progress = np.array([f.segment + max(f.prompt_weight, f.noise_weight) for f in plan])
     if plan[-1].prompt_weight < 1 and plan[-1].noise_weight < 1:
         total = progress[-1] + 1.0  # A closed path ends one step before its start.
     else:
         total = max(progress[-1], 1e-12)
-    return Walk(len(plan), compute, progress / total)
+    return Walk(len(plan), compute, progress / total, step_noise)
 
 
 def prompt_walk(
@@ -271,7 +285,13 @@ def noise_loop_walk(
         noise = interpolation.noise_loop(x, y, num_frames, frame_positions=positions[indices])
         return np.repeat(encoding, len(indices), axis=0), noise
 
-    return Walk(num_frames, compute, np.arange(num_frames) / num_frames)
+    def step_noise(indices, call):
+        x_step, y_step = derived_noise(np.stack([x, y]), call)
+        return interpolation.noise_loop(
+            x_step, y_step, num_frames, frame_positions=positions[indices]
+        )
+
+    return Walk(num_frames, compute, np.arange(num_frames) / num_frames, step_noise)
 
 
 def seed_walk(
@@ -467,8 +487,15 @@ def morph_images(
     unconditional_guidance_scale: float = 1.0,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
-    """Frames morphing between real images (DDIM inversion, then a walk)."""
+    """Frames morphing between real images (DDIM inversion, then a walk).
+
+    The inverted noises start and end the walk on the images only when it is
+    rendered with DDIM, the inversion scheduler: `scheduler` must be `None`
+    (the Explorer's, if DDIM) or `"ddim"`.
+    """
+    _check_inversion_scheduler(explorer, scheduler)
     path = image_morph_walk(
         explorer,
         images,
@@ -480,8 +507,18 @@ def morph_images(
         long_prompts=long_prompts,
     )
     return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     )
+
+
+def _check_inversion_scheduler(explorer, scheduler: str | Scheduler | None) -> None:
+    chosen = explorer.scheduler if scheduler is None else scheduler
+    name = chosen if isinstance(chosen, str) else getattr(chosen, "name", repr(chosen))
+    if name != "ddim":
+        raise ValueError(
+            "A real-image morph renders DDIM-inverted noise, so it renders with DDIM, the "
+            f"inversion scheduler: pass scheduler='ddim'. Received: scheduler={name!r}"
+        )
 
 
 def _render_all(explorer, walk: Walk, sampling: dict[str, Any]) -> np.ndarray:
@@ -499,12 +536,14 @@ def interpolate(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
     """Frames interpolating 2+ prompts with fixed noise (the KerasCV tutorial).
 
     `long_prompts` encodes prompts over 77 tokens in 75-token chunks (see
-    `prompt_walk`); default: the Explorer's `long_prompts`. The other
-    one-liners take it too.
+    `prompt_walk`); default: the Explorer's `long_prompts`. `scheduler` is a
+    name from `kerasmorph.schedulers` or a `Scheduler` (default: the
+    Explorer's, `"ddim"`). The other one-liners take both too.
 
     Returns:
         uint8 (num_frames, H, W, 3).
@@ -520,7 +559,7 @@ def interpolate(
         explorer, prompts, num_frames, schedule=schedule, seed=seed, long_prompts=long_prompts
     )
     return _render_all(
-        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     )
 
 
@@ -535,6 +574,7 @@ def morph_prompts(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
     """A prompt morph with sinh spacing: frames dense where the image flips."""
     return interpolate(
@@ -547,6 +587,7 @@ def morph_prompts(
         unconditional_guidance_scale=unconditional_guidance_scale,
         batch_size=batch_size,
         long_prompts=long_prompts,
+        scheduler=scheduler,
     )
 
 
@@ -561,6 +602,7 @@ def grid(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
     """The n·n frames of a 4-prompt bilinear grid, row-major.
 
@@ -575,7 +617,7 @@ def grid(
         long_prompts=long_prompts,
     )
     return _render_all(
-        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     )
 
 
@@ -590,13 +632,14 @@ def walk(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
     """Frames of a delta walk around one prompt (`encoding + k·step_size`)."""
     path = delta_walk(
         explorer, prompt, num_frames, step_size=step_size, seed=seed, long_prompts=long_prompts
     )
     return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     )
 
 
@@ -610,11 +653,12 @@ def loop(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
     """Frames of a circular noise loop on one prompt (loops seamlessly)."""
     path = noise_loop_walk(explorer, prompt, num_frames, seed=seed, long_prompts=long_prompts)
     return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     )
 
 
@@ -629,19 +673,23 @@ def morph_seeds(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     long_prompts: bool | None = None,
+    scheduler: str | Scheduler | None = None,
 ) -> np.ndarray:
     """Frames morphing the noise between seeds for one prompt (variance-preserving, eased)."""
     path = seed_walk(
         explorer, prompt, seeds, num_frames, schedule=schedule, long_prompts=long_prompts
     )
     return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size)
+        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     )
 
 
-def _sampling(num_steps: int, guidance: float, batch_size: int | None) -> dict[str, Any]:
+def _sampling(
+    num_steps: int, guidance: float, batch_size: int | None, scheduler: str | Scheduler | None
+) -> dict[str, Any]:
     return {
         "num_steps": num_steps,
         "unconditional_guidance_scale": guidance,
         "batch_size": batch_size,
+        "scheduler": scheduler,
     }

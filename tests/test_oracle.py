@@ -163,3 +163,29 @@ def test_sd2_text_width_is_read_from_the_model(tmp_path):
     np.testing.assert_allclose(
         encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-5, atol=1e-5
     )
+
+
+@pytest.mark.slow
+def test_sd1_full_size_schedulers_equal_diffusers(sd1_random, monkeypatch):
+    """Every scheduler on the full-size sd1 UNet (random weights, 128x128, 3 steps)
+    ends where diffusers' own scheduler class, driven by the same UNet, ends."""
+    pytest.importorskip("diffusers", reason="needs diffusers: pip install 'kerasmorph[reference]'")
+    from scheduler_reference import diffusers_loop, diffusers_scheduler
+
+    from kerasmorph import schedulers
+
+    explorer = kerasmorph.Explorer(sd1_random, jit_compile=False, verbose=False)
+    encodings = explorer.encode_text([PROMPT])
+    noise = explorer.noise(1, seed=0)
+    errors = {}
+    for name in sorted(set(schedulers.SCHEDULERS) - {"ddim"}):
+        ours = explorer.denoise(
+            noise, encodings, num_steps=3, unconditional_guidance_scale=5.0, scheduler=name
+        )
+        reference_scheduler = diffusers_scheduler(name, 3)
+        start = (noise * float(reference_scheduler.init_noise_sigma)).astype(np.float32)
+        reference = diffusers_loop(
+            explorer, reference_scheduler, start, encodings, noise, monkeypatch
+        )
+        errors[name] = relative_error(ours, reference)
+    assert max(errors.values()) < 1e-4, errors

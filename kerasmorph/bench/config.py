@@ -26,6 +26,10 @@ class BenchConfig:
         compare: other libraries to time too: () or ("diffusers",).
         weights_dir: searched first for real weight files.
         seed: noise seed.
+        scheduler: the scheduler of kerasmorph's variants (`kerasmorph.schedulers`;
+            KerasCV's variant always runs its own DDIM). The UNet call per step
+            is the same for every scheduler, so its time per image-step should
+            not change (Heun makes 2 calls per step).
     """
 
     model: str = "sd1"
@@ -38,11 +42,12 @@ class BenchConfig:
     compare: tuple[str, ...] = ()
     weights_dir: str | None = None
     seed: int = 0
+    scheduler: str = "ddim"
 
 
 def check_config(config: BenchConfig):
     """Validates `config`; returns (preset, img_height, img_width)."""
-    from kerasmorph import presets
+    from kerasmorph import presets, schedulers
     from kerasmorph._checks import check_count, validate_image_size
 
     if config.model not in MODELS:
@@ -54,6 +59,9 @@ def check_config(config: BenchConfig):
         raise ValueError(f"`compare` accepts {COMPARE}. Received: compare={unknown}")
     for name in ("num_steps", "num_rounds"):
         check_count(name, getattr(config, name))
+    if config.scheduler not in schedulers.SCHEDULERS:
+        valid = ", ".join(repr(name) for name in schedulers.SCHEDULERS)
+        raise ValueError(f"Unknown scheduler. Valid: {valid}. Received: {config.scheduler!r}")
     preset = presets.get_preset(config.model)
     default_size = 256 if preset.weight_files else preset.default_size
     img_height = validate_image_size(

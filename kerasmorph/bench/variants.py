@@ -135,12 +135,16 @@ def build_explorers(config: BenchConfig, img_height: int, img_width: int, log):
     return base, fast, weights
 
 
-def _explorer_variant(name: str, explorer, encodings, noise, num_steps: int) -> Variant:
+def _explorer_variant(
+    name: str, explorer, encodings, noise, num_steps: int, scheduler: str = "ddim"
+) -> Variant:
     batch_size = len(noise)
 
     def run():
         start = time.perf_counter()
-        latents = explorer.denoise(noise, encodings, num_steps=num_steps, batch_size=batch_size)
+        latents = explorer.denoise(
+            noise, encodings, num_steps=num_steps, batch_size=batch_size, scheduler=scheduler
+        )
         middle = time.perf_counter()
         explorer.decode(latents, batch_size=batch_size)
         end = time.perf_counter()
@@ -156,6 +160,7 @@ def _explorer_variant(name: str, explorer, encodings, noise, num_steps: int) -> 
             "step_jit_compile": plan.jit_compile,
             "decoder_jit_compile": plan.decoder_jit_compile,
             "unet_rows_per_call": 2 * batch_size,
+            "scheduler": scheduler,
         },
         traces=lambda: explorer.sampler.num_traces,
     )
@@ -203,13 +208,11 @@ def build_variants(
     encoding = base.encode_text(PROMPT)
     encodings = np.repeat(encoding, batch_size, axis=0)
     noise = base.noise(batch_size, config.seed)
-    variants = [_explorer_variant("kerasmorph-float32", base, encodings, noise, config.num_steps)]
+    steps, scheduler = config.num_steps, config.scheduler
+    variants = [_explorer_variant("kerasmorph-float32", base, encodings, noise, steps, scheduler)]
     if config.precision != "float32":
-        variants.append(
-            _explorer_variant(
-                f"kerasmorph-{config.precision}", fast, encodings, noise, config.num_steps
-            )
-        )
+        name = f"kerasmorph-{config.precision}"
+        variants.append(_explorer_variant(name, fast, encodings, noise, steps, scheduler))
     skipped = {}
     if img_height % 128 or img_width % 128:
         skipped["kerascv"] = (

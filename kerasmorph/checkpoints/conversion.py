@@ -24,6 +24,7 @@ from kerasmorph.checkpoints.writers import save_legacy_h5
 from kerasmorph.constants import COMPONENTS
 from kerasmorph.models import build_component
 from kerasmorph.presets import get_preset
+from kerasmorph.schedulers.base import check_prediction_type
 from kerasmorph.weights import FAMILIES, MANIFEST_NAME, Family, read_manifest
 
 
@@ -43,7 +44,11 @@ class ConversionResult:
 
 
 def _write_manifest(
-    out: Path, family: Family, checkpoint: str | os.PathLike, files: Mapping[str, Path]
+    out: Path,
+    family: Family,
+    checkpoint: str | os.PathLike,
+    files: Mapping[str, Path],
+    prediction_type: str,
 ) -> None:
     """Writes `out/kerasmorph.json`, keeping the files an earlier conversion listed."""
     manifest_path = out / MANIFEST_NAME
@@ -53,6 +58,7 @@ def _write_manifest(
         "preset": family,
         "source": str(Path(checkpoint).expanduser().resolve()),
         "files": {**previous.get("files", {}), **{c: p.name for c, p in files.items()}},
+        "prediction_type": prediction_type,
     }
     with atomic_path(manifest_path) as temporary:
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -65,6 +71,7 @@ def convert(
     family: Family | None = None,
     components: Sequence[str] = COMPONENTS,
     overwrite: bool = False,
+    prediction_type: str | None = None,
 ) -> ConversionResult:
     """Converts a checkpoint into KerasCV weight files in `out_dir`.
 
@@ -85,6 +92,11 @@ def convert(
             component whose tensors are absent from a diffusers folder (e.g.
             no `vae/`) raises.
         overwrite: replace existing files.
+        prediction_type: what the UNet predicts, recorded in the manifest so
+            the Explorer samples it right: `"epsilon"` or `"v_prediction"`
+            (SD 2.x 768-v models). Default: a diffusers folder's
+            `scheduler/scheduler_config.json`, else `"epsilon"` (a single
+            file does not say; pass it for a 768-v file).
 
     Returns:
         A `ConversionResult`.
@@ -104,6 +116,9 @@ def convert(
     """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"`family` must be 'sd1' or 'sd2'. Received: family={family!r}")
+    if prediction_type is None:
+        prediction_type = _recorded_prediction_type(checkpoint)
+    prediction_type = check_prediction_type(prediction_type)
     for component in components:
         check_component(component)
     out = Path(out_dir).expanduser()
@@ -123,5 +138,16 @@ def convert(
             load_component(model, component, source, family)
             save_legacy_h5(model, files[component])
             del model
-    _write_manifest(out, family, checkpoint, files)
+    _write_manifest(out, family, checkpoint, files, prediction_type)
     return ConversionResult(family, out, files)
+
+
+def _recorded_prediction_type(checkpoint: str | os.PathLike) -> str:
+    """A diffusers folder's `scheduler/scheduler_config.json` prediction type, else epsilon."""
+    config = Path(checkpoint).expanduser() / "scheduler" / "scheduler_config.json"
+    if not config.is_file():
+        return "epsilon"
+    try:
+        return json.loads(config.read_text(encoding="utf-8")).get("prediction_type", "epsilon")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"Could not read {config}: {error}") from None

@@ -18,6 +18,7 @@ import dataclasses
 
 from kerasmorph.constants import PRECISION_OPTIONS
 from kerasmorph.presets import PRESETS
+from kerasmorph.schedulers import SCHEDULERS
 from kerasmorph.schedules import SCHEDULES, get_schedule
 
 AUTO_MODEL = "auto"
@@ -133,7 +134,38 @@ def sampling_arguments(guidance: float = DEFAULT_GUIDANCE) -> argparse.ArgumentP
     group.add_argument(
         "--batch-size", type=positive_int, default=None, help="images per UNet batch"
     )
+    group.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default="ddim",
+        help="sampling algorithm (default: ddim, KerasCV's; see `kerasmorph info`)",
+    )
+    group.add_argument(
+        "--scheduler-config",
+        metavar="JSON",
+        default=None,
+        help="a diffusers scheduler_config.json (or a folder holding one) whose keys "
+        "configure --scheduler (e.g. a model's timestep spacing or prediction type)",
+    )
     return parser
+
+
+def scheduler_of(args: argparse.Namespace):
+    """`(name, config)` of the command's scheduler: --scheduler, configured by
+    --scheduler-config when given (`kerasmorph.schedulers.config_from_diffusers`)."""
+    from kerasmorph import schedulers
+
+    if args.scheduler_config is None:
+        return args.scheduler, {}
+    return args.scheduler, schedulers.config_from_diffusers(args.scheduler_config, args.scheduler)
+
+
+def build_scheduler(args: argparse.Namespace):
+    """The scheduler to pass to the Explorer: a name, or one built from its config."""
+    from kerasmorph import schedulers
+
+    name, config = scheduler_of(args)
+    return schedulers.get(name, **config) if config else name
 
 
 def frames_argument(default: int) -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ import sys
 from kerasmorph.cli.arguments import SharedArguments, non_negative_int, positive_int
 from kerasmorph.cli.session import Session
 from kerasmorph.constants import PRECISION_OPTIONS
+from kerasmorph.schedulers import SCHEDULERS
 
 
 def register(subparsers, shared: SharedArguments) -> None:
@@ -48,6 +49,12 @@ def register(subparsers, shared: SharedArguments) -> None:
     bench.add_argument("--weights-dir", help="directory searched first for weight files")
     bench.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
     bench.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default="ddim",
+        help="scheduler of kerasmorph's variants (KerasCV runs its DDIM)",
+    )
+    bench.add_argument(
         "--json", action="store_true", help="also print the report as one JSON line, last"
     )
     bench.set_defaults(run=run_bench)
@@ -67,6 +74,7 @@ def run_bench(args: argparse.Namespace, session: Session) -> int:
         compare=tuple(args.compare or ()),
         weights_dir=args.weights_dir,
         seed=args.seed,
+        scheduler=args.scheduler,
     )
     report = bench.run_bench(
         config, log=lambda message: print(f"kerasmorph bench: {message}", file=sys.stderr)

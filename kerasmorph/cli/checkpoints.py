@@ -24,6 +24,13 @@ def register(subparsers, shared: SharedArguments) -> None:
     convert.add_argument("--out", required=True, help="output directory")
     convert.add_argument("--family", choices=("sd1", "sd2"), default=None, help="default: detected")
     convert.add_argument("--overwrite", action="store_true", help="replace existing files")
+    convert.add_argument(
+        "--prediction-type",
+        choices=("epsilon", "v_prediction"),
+        default=None,
+        help="what the UNet predicts, recorded for sampling (default: a diffusers folder's "
+        "scheduler config, else epsilon; pass v_prediction for SD 2.x 768-v files)",
+    )
     convert.set_defaults(run=run_convert, quiet=True)
     _register_merge(subparsers)
 
@@ -105,7 +112,11 @@ def run_convert(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import checkpoints
 
     result = checkpoints.convert(
-        args.checkpoint, args.out, family=args.family, overwrite=args.overwrite
+        args.checkpoint,
+        args.out,
+        family=args.family,
+        overwrite=args.overwrite,
+        prediction_type=args.prediction_type,
     )
     for component, path in result.files.items():
         print(f"{component:<15} {path}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from kerasmorph.cli.arguments import SharedArguments, own_arguments, positive_int
+from kerasmorph.cli.arguments import SharedArguments, build_scheduler, own_arguments, positive_int
 from kerasmorph.cli.output import check_image_out
 from kerasmorph.cli.session import Session
 
@@ -40,6 +40,7 @@ def run_generate(args: argparse.Namespace, session: Session) -> int:
         batch_size=args.batch_size or args.num_images,
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
+        scheduler=build_scheduler(args),
         diffusion_noise=explorer.noise(args.num_images, args.seed),
         negative_prompt=args.negative_prompt,
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from kerasmorph.cli.arguments import (
     SharedArguments,
+    build_scheduler,
     non_negative_int,
     own_arguments,
     resolve_schedule,
@@ -104,6 +105,7 @@ def run_img2img(args: argparse.Namespace, session: Session) -> int:
         strength=args.strength,
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
+        scheduler=build_scheduler(args),
         seed=args.seed,
         negative_prompt=args.negative_prompt,
     )
@@ -127,6 +129,7 @@ def run_sweep(args: argparse.Namespace, session: Session) -> int:
         seed=args.seed,
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
+        scheduler=build_scheduler(args),
         strength=args.strength,
     )
     if out.suffix.lower() in IMAGE_SUFFIXES:
@@ -149,6 +152,7 @@ def run_inpaint(args: argparse.Namespace, session: Session) -> int:
         args.prompt,
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
+        scheduler=build_scheduler(args),
         seed=args.seed,
         feather_radius=args.feather,
     )
@@ -167,6 +171,11 @@ def run_morph_images(args: argparse.Namespace, session: Session) -> int:
             f"and {len(args.prompts)} prompts"
         )
     schedule = resolve_schedule(args, "linear")
+    if args.scheduler != "ddim":
+        raise CommandError(
+            "morph-images inverts the images with DDIM and must render with it to start "
+            f"and end on them: use --scheduler ddim. Received: --scheduler {args.scheduler}"
+        )
 
     def build(explorer):
         images = _loaded_images(explorer, args.images, args.fit)

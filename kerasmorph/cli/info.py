@@ -7,6 +7,7 @@ import json
 import platform
 
 import kerasmorph
+from kerasmorph import schedulers
 from kerasmorph.cli.arguments import SharedArguments
 from kerasmorph.cli.session import Session
 from kerasmorph.models import bundled_weights_dir
@@ -53,6 +54,14 @@ def _report(weights_dir: str | None) -> dict:
         "weights_searched": [str(d) for d in search_dirs(weights_dir)],
         "precision_auto": _auto_plan_report(),
         "presets": {},
+        "schedulers": {
+            name: {
+                "a1111": schedulers.NAMES[name][0],
+                "diffusers": schedulers.NAMES[name][1],
+                "deterministic": not cls.stochastic,
+            }
+            for name, cls in schedulers.SCHEDULERS.items()
+        },
     }
     for name, preset in PRESETS.items():
         found = find_weights(preset.weight_files, weights_dir)
@@ -107,3 +116,7 @@ def _print_report(report: dict) -> None:
             print("        weights: none needed (seeded random)")
         for filename, path in entry["weights"].items():
             print(f"        {filename:<26} {path or 'MISSING'}")
+    print("schedulers (--scheduler):")
+    for name, entry in report["schedulers"].items():
+        kind = "deterministic" if entry["deterministic"] else "stochastic"
+        print(f"  {name:<16} {entry['a1111']:<9} {kind:<13} {entry['diffusers']}")

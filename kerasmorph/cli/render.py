@@ -11,7 +11,12 @@ import argparse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from kerasmorph.cli.arguments import SharedArguments, own_arguments
+from kerasmorph.cli.arguments import (
+    SharedArguments,
+    build_scheduler,
+    own_arguments,
+    scheduler_of,
+)
 from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.session import CommandError, ModelSettings, Session
 
@@ -86,6 +91,7 @@ def render_spec(
         # only when set, so manifests of short-prompt renders are unchanged.
         options = {**options, "long_prompts": True}
     total = num_frames * num_frames if kind == "grid" else num_frames
+    scheduler_name, scheduler_config = scheduler_of(args)
     spec = renders.RenderSpec(
         kind=kind,
         prompts=tuple(prompts),
@@ -104,6 +110,8 @@ def render_spec(
         unconditional_guidance_scale=args.guidance,
         negative_prompt=args.negative_prompt,
         batch_size=explorer.batch_size_for(total, args.batch_size),
+        scheduler=scheduler_name,
+        scheduler_config=scheduler_config,
     )
     if not out.suffix:
         return render_directory(explorer, spec, out, args)
@@ -118,6 +126,7 @@ def render_spec(
         unconditional_guidance_scale=spec.unconditional_guidance_scale,
         negative_prompt=spec.negative_prompt,
         batch_size=spec.batch_size,
+        scheduler=renders.spec_scheduler(spec),
     )
     print(write_frames(out, frames, args, num_columns=num_columns))
     return 0
@@ -156,6 +165,7 @@ def render_walk(args: argparse.Namespace, session: Session, build_walk: Callable
         unconditional_guidance_scale=args.guidance,
         negative_prompt=args.negative_prompt,
         batch_size=args.batch_size,
+        scheduler=build_scheduler(args),
     )
     print(write_frames(out, frames, args))
     return 0

@@ -10,6 +10,7 @@ import argparse
 
 from kerasmorph.cli.arguments import (
     SharedArguments,
+    build_scheduler,
     non_negative_int,
     own_arguments,
     positive_int,
@@ -172,6 +173,7 @@ def _render_adaptive(
         initial_frames=args.frames,
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
+        scheduler=build_scheduler(args),
         batch_size=args.batch_size,
     )
     print(write_frames(out, result.frames, args))

@@ -310,3 +310,10 @@ def resolve_model(model: Any, weights_dir: str | None) -> tuple[Preset, Any, str
     if isinstance(model, str):
         return get_preset(model), None, weights_dir
     return kerascv_lib.preset_of_kerascv(model), model, weights_dir
+
+
+def model_prediction_type(weights_dir: str | None) -> str:
+    """What the UNet predicts: a converted folder's recorded `prediction_type`, else epsilon."""
+    if weights_dir is not None and weights_lib.is_converted_dir(weights_dir):
+        return weights_lib.read_manifest(weights_dir).get("prediction_type", "epsilon")
+    return "epsilon"

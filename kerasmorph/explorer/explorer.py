@@ -23,11 +23,8 @@ from kerasmorph._checks import check_count, validate_image_size
 from kerasmorph.constants import COMPONENTS, MAX_PROMPT_LENGTH, Precision
 from kerasmorph.explorer import tasks
 from kerasmorph.explorer.batching import (
-    batch_indices,
     map_batches,
-    progress_callback,
     resolve_batch_size,
-    run_padded,
 )
 from kerasmorph.explorer.checks import (
     check_finite,
@@ -37,12 +34,14 @@ from kerasmorph.explorer.checks import (
     is_batched,
     unbatch,
 )
-from kerasmorph.explorer.components import ComponentStore, resolve_model
+from kerasmorph.explorer.components import ComponentStore, model_prediction_type, resolve_model
+from kerasmorph.explorer.denoising import denoise_walk, resolve_scheduler
 from kerasmorph.explorer.tasks import InpaintResult
 from kerasmorph.explorer.text import PromptEncoder
-from kerasmorph.explorer.walk import Walk, as_walk
+from kerasmorph.explorer.walk import as_walk
 from kerasmorph.models import kerascv as kerascv_lib
 from kerasmorph.sampler import Sampler
+from kerasmorph.schedulers import Scheduler
 
 
 class Explorer:
@@ -99,6 +98,9 @@ class Explorer:
             they are, e.g. a UNet cast to another precision or one with new
             weights; their weight files are not looked up, the others are
             built from the preset as usual.
+        scheduler: the default sampling algorithm of every generating call:
+            a name from `kerasmorph.schedulers` (default `"ddim"`, KerasCV's
+            DDIM, bit-exact) or a configured `Scheduler`. A plain attribute.
 
     Example:
 
@@ -124,8 +126,12 @@ class Explorer:
         long_prompts: bool = False,
         strategy: Any = None,
         components: Mapping[str, Any] | None = None,
+        scheduler: str | Scheduler = "ddim",
     ):
         self.preset, kerascv_model, weights_dir = resolve_model(model, weights_dir)
+        # What the UNet predicts; a converted folder records it (SD 2.x 768-v: v).
+        self.prediction_type = model_prediction_type(weights_dir)
+        self.scheduler = scheduler
         if kerascv_model is not None:
             img_height = img_height or kerascv_model.img_height
             img_width = img_width or kerascv_model.img_width
@@ -340,6 +346,7 @@ class Explorer:
             "default_batch_size": self.default_batch_size,
             "weights": {name: str(path) for name, path in self._store.weight_paths.items()},
             "seed": self.seed if not self.preset.weight_files else None,
+            "prediction_type": self.prediction_type,
         }
 
     # -------------------------------------------------------------------- text
@@ -533,6 +540,8 @@ class Explorer:
         diffusion_noise: np.ndarray | None = None,
         seed: int | None = None,
         negative_prompt: str | None = None,
+        *,
+        scheduler: str | Scheduler | None = None,
     ) -> np.ndarray:
         """Generates images from text encodings, as KerasCV does.
 
@@ -564,6 +573,10 @@ class Explorer:
                 when `encoded_text` is longer than 77 or the Explorer's
                 `long_prompts` is on; if it needs more chunks than the
                 prompt, the prompt's encodings get empty chunks instead.
+            scheduler: the sampling algorithm: a name from
+                `kerasmorph.schedulers` (`"ddim"`, `"dpmpp_2m"`, ...) or a
+                configured `kerasmorph.schedulers.Scheduler`. Default: the
+                Explorer's `scheduler` (`"ddim"`, KerasCV's own).
 
         Returns:
             uint8 array (N, img_height, img_width, 3).
@@ -592,6 +605,7 @@ class Explorer:
             unconditional_guidance_scale=unconditional_guidance_scale,
             negative_prompt=negative_prompt,
             batch_size=batch_size,
+            scheduler=scheduler,
         )
         return np.stack(list(frames))
 
@@ -603,6 +617,7 @@ class Explorer:
         unconditional_guidance_scale: float = 7.5,
         negative_prompt: str | None = None,
         batch_size: int | None = None,
+        scheduler: str | Scheduler | None = None,
     ) -> Iterator[np.ndarray]:
         """Renders per-frame encodings and noise into frames, batch by batch.
 
@@ -620,6 +635,9 @@ class Explorer:
             unconditional_guidance_scale: guidance scale.
             negative_prompt: text of the unconditional pass; default "".
             batch_size: frames per UNet batch; default min(F, `default_batch_size`).
+            scheduler: a scheduler name or `Scheduler`; default the Explorer's.
+                Stochastic ones (`"euler_ancestral"`) take their per-step
+                noise from the walk (`Walk.step_noise`), coherent along it.
 
         Yields:
             uint8 frames (img_height, img_width, 3), in order.
@@ -633,8 +651,9 @@ class Explorer:
         """
         walk = as_walk(walk)
         batch_size = self.batch_size_for(walk.num_frames, batch_size)
-        for latents in self._denoise_batches(
-            walk, num_steps, unconditional_guidance_scale, negative_prompt, batch_size
+        scheduler = self._scheduler(scheduler, num_steps)
+        for latents in denoise_walk(
+            self, walk, scheduler, unconditional_guidance_scale, negative_prompt, batch_size
         ):
             yield from self.decode(latents, batch_size=batch_size)
 
@@ -648,11 +667,15 @@ class Explorer:
         negative_prompt: str | None = None,
         batch_size: int | None = None,
         num_skipped_steps: int = 0,
+        scheduler: str | Scheduler | None = None,
     ) -> np.ndarray:
         """Runs the sampler over N latents in fixed-shape batches.
 
         Args:
-            latents: float32 (N, H/8, W/8, 4) starting latents.
+            latents: float32 (N, H/8, W/8, 4) starting latents: standard-normal
+                noise (scaled here by the scheduler's `init_noise_sigma`), or,
+                with `num_skipped_steps`, latents already noised to the first
+                step run (`noised_latents`).
             encodings: float32 (N, 77·k, D) prompt encodings, k >= 1.
             num_steps: denoising steps of the schedule.
             unconditional_guidance_scale: guidance scale.
@@ -660,68 +683,23 @@ class Explorer:
             batch_size: rows per UNet batch; default min(N, `default_batch_size`).
             num_skipped_steps: noisiest steps to skip (img2img), in
                 [0, num_steps).
+            scheduler: a scheduler name or `Scheduler`; default the Explorer's.
 
         Returns:
             float32 (N, H/8, W/8, 4) final latents.
         """
         walk = as_walk((encodings, latents))
         batch_size = self.batch_size_for(walk.num_frames, batch_size)
-        batches = self._denoise_batches(
+        batches = denoise_walk(
+            self,
             walk,
-            num_steps,
+            self._scheduler(scheduler, num_steps),
             unconditional_guidance_scale,
             negative_prompt,
             batch_size,
             num_skipped_steps,
         )
         return np.concatenate(list(batches))
-
-    def _denoise_batches(
-        self,
-        walk: Walk,
-        num_steps: int,
-        unconditional_guidance_scale: float,
-        negative_prompt: str | None,
-        batch_size: int,
-        num_skipped_steps: int = 0,
-    ) -> Iterator[np.ndarray]:
-        """Yields the final latents of each batch of the walk's frames."""
-        scheduler = tasks.ddim_scheduler(num_steps)
-        if not 0 <= num_skipped_steps < num_steps:
-            raise ValueError(
-                f"`num_skipped_steps` must be in [0, {num_steps}). "
-                f"Received: num_skipped_steps={num_skipped_steps}"
-            )
-        num_batches = -(-walk.num_frames // batch_size)
-        progbar = progress_callback(num_batches * (num_steps - num_skipped_steps), self.verbose)
-        for indices in batch_indices(walk.num_frames, batch_size):
-            encodings, latents = walk.inputs(indices)
-            encodings, latents = self._text.check(encodings), self._check_noise(latents)
-            if len(encodings) != len(indices) or len(latents) != len(indices):
-                raise ValueError(
-                    f"The walk returned {len(encodings)} encodings and {len(latents)} "
-                    f"noises for {len(indices)} frames. Received: indices={indices.tolist()}"
-                )
-            encodings, unconditional = self._text.guidance_contexts(encodings, negative_prompt)
-            sampler = self.sampler_for(encodings.shape[1])
-            unconditional = np.repeat(unconditional, batch_size, axis=0)
-            if num_skipped_steps == 0:
-                latents = latents * np.float32(scheduler.init_noise_sigma)
-
-            def sample(batch_latents, batch_encodings):
-                return sampler.sample(
-                    batch_latents,
-                    batch_encodings,
-                    unconditional,
-                    scheduler,
-                    unconditional_guidance_scale,
-                    start_index=num_skipped_steps,
-                    on_step=progbar,
-                )
-
-            result = run_padded(sample, [latents, encodings], batch_size)
-            check_finite(result, "denoising", self.precision)
-            yield result
 
     # -------------------------------------------------------- image-conditioned
 
@@ -777,27 +755,37 @@ class Explorer:
         return latents
 
     def noised_latents(
-        self, latents: np.ndarray, noise: np.ndarray, strength: float, num_steps: int
+        self,
+        latents: np.ndarray,
+        noise: np.ndarray,
+        strength: float,
+        num_steps: int,
+        *,
+        scheduler: str | Scheduler | None = None,
     ) -> tuple[np.ndarray, int]:
         """Noises image latents to the level where img2img starts.
 
         With k = int(strength · num_steps) denoising steps to run, the
-        start is the sampler's step k − 1, at ᾱ = ᾱ(t_{k−1}):
-        `sqrt(ᾱ)·latents + sqrt(1 − ᾱ)·noise`. At strength 1 the start is
-        the noise itself, exactly as text-to-image starts (KerasCV's schedule
-        never reaches pure noise — ᾱ(999) ≈ 0.0047 — so noising to t = 999
-        would still leak 7% of the image).
+        start is the level at the input of the first step run, as diffusers'
+        img2img picks it for each scheduler (`scheduler.start_index(k)`):
+        for DDIM the sampler's step k − 1, at ᾱ = ᾱ(t_{k−1}),
+        `sqrt(ᾱ)·latents + sqrt(1 − ᾱ)·noise`; for the sigma-based
+        schedulers `latents + σ·noise`. At strength 1 the start is the noise
+        itself (times `init_noise_sigma`), exactly as text-to-image starts
+        (KerasCV's schedule never reaches pure noise — ᾱ(999) ≈ 0.0047 — so
+        noising to t = 999 would still leak 7% of the image).
 
         Args:
             latents: float32 (N, h, w, 4) image latents.
             noise: float32 (N, h, w, 4) standard-normal noise.
             strength: in [0, 1].
             num_steps: steps of the full schedule.
+            scheduler: a scheduler name or `Scheduler`; default the Explorer's.
 
         Returns:
             `(start, k)`: the starting latents and the number of steps to run.
         """
-        return tasks.noised_latents(latents, noise, strength, num_steps)
+        return tasks.noised_latents(latents, noise, strength, self._scheduler(scheduler, num_steps))
 
     def image_to_image(
         self,
@@ -810,6 +798,7 @@ class Explorer:
         seed: int | None = None,
         diffusion_noise: np.ndarray | None = None,
         negative_prompt: str | None = None,
+        scheduler: str | Scheduler | None = None,
     ) -> np.ndarray:
         """img2img: noises the image's latent to `strength`, then denoises.
 
@@ -821,13 +810,15 @@ class Explorer:
             image: anything `load_images` takes (resized with fit="resize"; call
                 `load_images(..., fit=...)` first for another policy).
             prompt: a prompt, or encodings (N, 77·k, D) / (77·k, D).
-            strength: in [0, 1]: how far from the image to go.
+            strength: in [0, 1]: how far from the image to go (see
+                `noised_latents` for the start each scheduler gets).
             num_steps: steps of the full schedule.
             unconditional_guidance_scale: guidance scale.
             seed: draws the noise (`noise(N, seed)`); exclusive with
                 `diffusion_noise`.
             diffusion_noise: float (N, h, w, 4) or (h, w, 4).
             negative_prompt: text of the unconditional pass.
+            scheduler: a scheduler name or `Scheduler`; default the Explorer's.
 
         Returns:
             uint8 (N, img_height, img_width, 3).
@@ -842,6 +833,7 @@ class Explorer:
             seed=seed,
             diffusion_noise=diffusion_noise,
             negative_prompt=negative_prompt,
+            scheduler=self._scheduler(scheduler, num_steps),
         )
 
     def inpaint(
@@ -855,6 +847,7 @@ class Explorer:
         seed: int | None = None,
         diffusion_noise: np.ndarray | None = None,
         feather_radius: float = 4.0,
+        scheduler: str | Scheduler | None = None,
     ) -> InpaintResult:
         """Repaints the white part of `mask` by latent mask blending.
 
@@ -872,6 +865,8 @@ class Explorer:
             num_steps, unconditional_guidance_scale, seed, diffusion_noise: as
                 in `generate_image`.
             feather_radius: blur radius in pixels of the composite's mask edge.
+            scheduler: a scheduler name or `Scheduler`; default the Explorer's.
+                The kept region is re-noised to each UNet call's level.
 
         Returns:
             An `InpaintResult` with `images` (decoded, uint8 (N, H, W, 3)),
@@ -888,6 +883,7 @@ class Explorer:
             seed=seed,
             diffusion_noise=diffusion_noise,
             feather_radius=feather_radius,
+            scheduler=self._scheduler(scheduler, num_steps),
         )
 
     def invert(
@@ -954,6 +950,11 @@ class Explorer:
         return np.clip(decoded, 0, 255).astype("uint8")
 
     # ----------------------------------------------------------------- helpers
+
+    def _scheduler(self, scheduler: str | Scheduler | None, num_steps: int) -> Scheduler:
+        """The scheduler of one call, its timesteps set for `num_steps`."""
+        chosen = self.scheduler if scheduler is None else scheduler
+        return resolve_scheduler(chosen, num_steps, self.prediction_type)
 
     def _check_noise(self, diffusion_noise) -> np.ndarray:
         return check_noise(diffusion_noise, self.latent_shape)

@@ -17,6 +17,7 @@ from kerasmorph import schedulers
 from kerasmorph._checks import check_int, check_unit_interval
 from kerasmorph.explorer.batching import map_batches, progress_callback
 from kerasmorph.explorer.checks import check_finite
+from kerasmorph.explorer.walk import derived_noise
 
 if TYPE_CHECKING:
     from kerasmorph.explorer.explorer import Explorer
@@ -63,18 +64,18 @@ def image_noise(explorer: "Explorer", num: int, seed: Any, diffusion_noise: Any)
 
 
 def noised_latents(
-    latents: np.ndarray, noise: np.ndarray, strength: float, num_steps: int
+    latents: np.ndarray, noise: np.ndarray, strength: float, scheduler: schedulers.Scheduler
 ) -> tuple[np.ndarray, int]:
     """The img2img start and its step count; see `Explorer.noised_latents`."""
     check_unit_interval("strength", strength)
-    scheduler = ddim_scheduler(num_steps)
+    num_steps = scheduler.num_steps
     # The epsilon keeps 0.29 * 100 from rounding down to 28.
     num_denoise = int(strength * num_steps + 1e-9)
     if num_denoise == 0:
         return np.asarray(latents, np.float32), 0
     if num_denoise == num_steps:
         return np.asarray(noise, np.float32), num_steps
-    start = scheduler.add_noise(latents, noise, num_steps - num_denoise)
+    start = scheduler.add_noise(latents, noise, scheduler.start_index(num_denoise))
     return np.asarray(start, np.float32), num_denoise
 
 
@@ -89,12 +90,13 @@ def image_to_image(
     seed: int | None,
     diffusion_noise: np.ndarray | None,
     negative_prompt: str | None,
+    scheduler: schedulers.Scheduler,
 ) -> np.ndarray:
     """img2img; see `Explorer.image_to_image`."""
     latents = explorer.encode_image(explorer.load_images(image))
     noise = image_noise(explorer, len(latents), seed, diffusion_noise)
     latents = np.repeat(latents, len(noise), axis=0) if len(latents) == 1 else latents
-    start, num_denoise = noised_latents(latents, noise, strength, num_steps)
+    start, num_denoise = noised_latents(latents, noise, strength, scheduler)
     if num_denoise == 0:
         return explorer.decode(start)
     final = explorer.denoise(
@@ -104,6 +106,7 @@ def image_to_image(
         unconditional_guidance_scale=unconditional_guidance_scale,
         negative_prompt=negative_prompt,
         num_skipped_steps=num_steps - num_denoise,
+        scheduler=scheduler,
     )
     return explorer.decode(final)
 
@@ -119,6 +122,7 @@ def inpaint(
     seed: int | None,
     diffusion_noise: np.ndarray | None,
     feather_radius: float,
+    scheduler: schedulers.Scheduler,
 ) -> InpaintResult:
     """Inpainting by latent mask blending; see `Explorer.inpaint`."""
     pixels = explorer.load_images(image)
@@ -136,15 +140,15 @@ def inpaint(
         np.repeat(original, count, axis=0),
         noise,
     )
-    scheduler = ddim_scheduler(num_steps)
     final = explorer.sampler_for(encodings.shape[1]).sample(
         noise * np.float32(scheduler.init_noise_sigma),
         encodings,
         np.repeat(unconditional, count, axis=0),
         scheduler,
         unconditional_guidance_scale,
-        on_step=progress_callback(num_steps, explorer.verbose),
+        on_step=progress_callback(scheduler.num_model_calls, explorer.verbose),
         keep=keep,
+        step_noise=(lambda call: derived_noise(noise, call)) if scheduler.stochastic else None,
     )
     check_finite(final, "denoising", explorer.precision)
     generated = explorer.decode(final)

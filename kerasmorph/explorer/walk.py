@@ -8,12 +8,40 @@ re-exports `Walk`, so the core never imports its workflows.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 FrameInputs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# (frame indices (B,), UNet call index) -> standard-normal noise (B, h, w, 4).
+StepNoise = Callable[[np.ndarray, int], np.ndarray]
+
+
+def derived_noise(noise: np.ndarray, call: int) -> np.ndarray:
+    """Fresh standard-normal noise for UNet call `call`, derived from each row of `noise`.
+
+    Stochastic (ancestral) schedulers draw new noise at every step. Drawing
+    it from a stream keyed by the frame's own starting noise makes a render
+    reproducible, and gives frames that start from the same noise the same
+    per-step noise (a prompt walk with fixed noise stays coherent). Walks that
+    mix keyframe noises mix the keyframes' derived noises the same way
+    (`Walk.step_noise`).
+
+    Args:
+        noise: float32 (N, h, w, 4), e.g. the frames' starting noise.
+        call: the UNet call index, >= 0.
+
+    Returns:
+        float32 (N, h, w, 4), row i depending only on (row i of `noise`, call).
+    """
+    rows = []
+    for row in np.asarray(noise, dtype=np.float32):
+        digest = hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=8).digest()
+        stream = np.random.default_rng([int.from_bytes(digest, "little"), int(call)])
+        rows.append(stream.standard_normal(row.shape, dtype=np.float32))
+    return np.stack(rows)
 
 
 def uniform_positions(num_frames: int) -> np.ndarray:
@@ -31,11 +59,16 @@ class Walk:
             for a 1-D int array of B frame indices.
         positions: float64 (F,), each frame's position along the walk in
             [0, 1] (for labels, plots and refinement).
+        step_noise: `(indices, call) -> (B, h, w, 4)` per-step noise of
+            stochastic schedulers, mixed along the walk like its starting
+            noise so neighbouring frames share nearly all of it; `None`:
+            `derived_noise` of each frame's starting noise.
     """
 
     num_frames: int
     compute: FrameInputs
     positions: np.ndarray
+    step_noise: StepNoise | None = None
 
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """`indices` as a 1-D int64 array, each a frame of this walk."""
@@ -58,11 +91,19 @@ class Walk:
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Walk":
         """The walk restricted to `indices` (e.g. the frames a resumed render lacks)."""
         indices = self._check_indices(indices)
+        step_noise = self.step_noise
         return Walk(
             len(indices),
             lambda sub: self.compute(indices[sub]),
             self.positions[indices],
+            None if step_noise is None else lambda sub, call: step_noise(indices[sub], call),
         )
+
+    def noise_at(self, indices: np.ndarray, noise: np.ndarray, call: int) -> np.ndarray:
+        """Per-step noise of UNet call `call` for the frames at `indices` (starting `noise`)."""
+        if self.step_noise is None:
+            return derived_noise(noise, call)
+        return np.asarray(self.step_noise(self._check_indices(indices), call), dtype=np.float32)
 
     @classmethod
     def from_arrays(cls, encodings: np.ndarray, noise: np.ndarray) -> "Walk":

@@ -9,9 +9,16 @@ scheduler.set_timesteps(50)
 latents = sampler.sample(noise * scheduler.init_noise_sigma, context, uncond, scheduler, 7.5)
 ```
 
-| name | class | notes |
-|---|---|---|
-| `"ddim"` | `DDIMScheduler` | KerasCV's deterministic DDIM, bit-exact; invertible |
+| name | A1111 | diffusers class | notes |
+|---|---|---|---|
+| `"ddim"` | DDIM | — (KerasCV's own DDIM) | bit-exact with KerasCV; the default; invertible |
+| `"euler"` | Euler | `EulerDiscreteScheduler` | |
+| `"euler_ancestral"` | Euler a | `EulerAncestralDiscreteScheduler` | stochastic (fresh noise) |
+| `"heun"` | Heun | `HeunDiscreteScheduler` | 2 UNet calls per step |
+| `"lms"` | LMS | `LMSDiscreteScheduler` | order 4 |
+
+`config_from_diffusers` / `from_config` take a model's diffusers
+`scheduler_config.json` as is.
 
 Numpy only (layer L2): TensorFlow appears only inside the compiled-update hooks,
 and keras_cv only to read KerasCV's ᾱ table (`ddim.kerascv_alphas_cumprod`).
@@ -20,14 +27,50 @@ and keras_cv only to read KerasCV's ᾱ table (`ddim.kerascv_alphas_cumprod`).
 from __future__ import annotations
 
 import inspect
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from kerasmorph.schedulers.base import Scheduler
+from kerasmorph.schedulers.base import FusedScheduler, Scheduler
 from kerasmorph.schedulers.ddim import DDIMSchedule, DDIMScheduler
+from kerasmorph.schedulers.euler import EulerAncestralScheduler, EulerScheduler
+from kerasmorph.schedulers.heun import HeunScheduler
+from kerasmorph.schedulers.lms import LMSScheduler
 
-SCHEDULERS: dict[str, type[Scheduler]] = {"ddim": DDIMScheduler}
+SCHEDULERS: dict[str, type[Scheduler]] = {
+    "ddim": DDIMScheduler,
+    "euler": EulerScheduler,
+    "euler_ancestral": EulerAncestralScheduler,
+    "heun": HeunScheduler,
+    "lms": LMSScheduler,
+}
+# name -> (A1111's name, diffusers' class), for `kerasmorph info` and the docs.
+NAMES: dict[str, tuple[str, str]] = {
+    "ddim": ("DDIM", "KerasCV's DDIM (not diffusers' DDIMScheduler: other timesteps)"),
+    "euler": ("Euler", "EulerDiscreteScheduler"),
+    "euler_ancestral": ("Euler a", "EulerAncestralDiscreteScheduler"),
+    "heun": ("Heun", "HeunDiscreteScheduler"),
+    "lms": ("LMS", "LMSDiscreteScheduler"),
+}
 
-__all__ = ["SCHEDULERS", "DDIMSchedule", "DDIMScheduler", "Scheduler", "get"]
+__all__ = [
+    "NAMES",
+    "SCHEDULERS",
+    "DDIMSchedule",
+    "DDIMScheduler",
+    "EulerAncestralScheduler",
+    "EulerScheduler",
+    "FusedScheduler",
+    "HeunScheduler",
+    "LMSScheduler",
+    "Scheduler",
+    "config_from_diffusers",
+    "from_config",
+    "get",
+]
 
 
 def get(name: str, **config: Any) -> Scheduler:
@@ -50,13 +93,8 @@ def get(name: str, **config: Any) -> Scheduler:
     scheduler = kerasmorph.schedulers.get("ddim", alphas_cumprod="kerascv")
     ```
     """
-    cls = SCHEDULERS.get(name) if isinstance(name, str) else None
-    if cls is None:
-        valid = ", ".join(repr(key) for key in SCHEDULERS)
-        raise ValueError(
-            f"Unknown scheduler. Valid schedulers: {valid}. Received: scheduler={name!r}"
-        )
-    accepted = [key for key in inspect.signature(cls.__init__).parameters if key != "self"]
+    cls = _scheduler_class(name)
+    accepted = _accepted_keys(cls)
     unknown = sorted(set(config) - set(accepted))
     if unknown:
         keys = ", ".join(repr(key) for key in accepted) or "none"
@@ -66,3 +104,163 @@ def get(name: str, **config: Any) -> Scheduler:
             f"Received: {received}"
         )
     return cls(**config)
+
+
+def _scheduler_class(name: Any) -> type[Scheduler]:
+    cls = SCHEDULERS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        valid = ", ".join(repr(key) for key in SCHEDULERS)
+        raise ValueError(
+            f"Unknown scheduler. Valid schedulers: {valid}. Received: scheduler={name!r}"
+        )
+    return cls
+
+
+def _accepted_keys(cls: type[Scheduler]) -> list[str]:
+    return [key for key in inspect.signature(cls.__init__).parameters if key != "self"]
+
+
+# ------------------------------------------------------------ diffusers configs
+
+# diffusers class name -> kerasmorph scheduler name.
+DIFFUSERS_CLASSES = {
+    "PNDMScheduler": "pndm",
+    "LMSDiscreteScheduler": "lms",
+    "EulerDiscreteScheduler": "euler",
+    "EulerAncestralDiscreteScheduler": "euler_ancestral",
+    "HeunDiscreteScheduler": "heun",
+    "DPMSolverMultistepScheduler": "dpmpp_2m",
+    "UniPCMultistepScheduler": "unipc",
+}
+# diffusers keys whose other values change the math in ways kerasmorph does not
+# implement: accepted only with the value that leaves it as implemented.
+FIXED_KEYS: dict[str, Any] = {
+    "clip_sample": False,
+    "thresholding": False,
+    "trained_betas": None,
+    "rescale_betas_zero_snr": False,
+    "use_exponential_sigmas": False,
+    "use_beta_sigmas": False,
+    "use_lu_lambdas": False,
+    "use_flow_sigmas": False,
+    "timestep_type": "discrete",
+    "interpolation_type": "linear",
+    "variance_type": None,
+    "euler_at_final": False,
+    "sigma_min": None,
+    "sigma_max": None,
+}
+
+
+def _read_config(config: Mapping[str, Any] | str | os.PathLike) -> dict[str, Any]:
+    if isinstance(config, Mapping):
+        return dict(config)
+    path = Path(config)
+    candidates = (
+        path,
+        path / "scheduler_config.json",
+        path / "scheduler" / "scheduler_config.json",
+    )
+    for candidate in candidates:
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+                raise ValueError(
+                    f"Could not read the scheduler config {candidate}: {error}"
+                ) from None
+            if not isinstance(data, dict):
+                raise ValueError(
+                    f"A scheduler config is a JSON object. Received: {type(data).__name__} "
+                    f"in {candidate}"
+                )
+            return data
+    raise ValueError(
+        "`config` must be a dict, a scheduler_config.json, or a diffusers folder holding "
+        f"scheduler/scheduler_config.json. Received: config={str(config)!r}"
+    )
+
+
+def config_from_diffusers(
+    config: Mapping[str, Any] | str | os.PathLike, name: str | None = None
+) -> dict[str, Any]:
+    """The constructor arguments of a kerasmorph scheduler for a diffusers scheduler config.
+
+    A model's `scheduler_config.json` (e.g. Stable Diffusion 1.5's PNDM config)
+    passes as is, and — as diffusers' `EulerDiscreteScheduler.from_config(
+    pipe.scheduler.config)` does — may configure another algorithm than the one
+    it was written for: the keys that algorithm reads are kept, the others
+    are named in a warning. Keys whose value would change the math in a way
+    kerasmorph does not implement (`thresholding=True`, `trained_betas`, ...)
+    are refused.
+
+    Args:
+        config: a dict, a `scheduler_config.json` path, or a folder holding
+            one (or `scheduler/scheduler_config.json`).
+        name: the kerasmorph scheduler to configure; default: the one of the
+            config's `_class_name` (`DIFFUSERS_CLASSES`).
+
+    Returns:
+        A dict for `get(name, **config)`.
+
+    Raises:
+        ValueError: for an unreadable config, an unknown class without
+            `name`, or an unsupported value.
+
+    Example:
+
+    ```python
+    config = kerasmorph.schedulers.config_from_diffusers("sd15/scheduler", "dpmpp_2m")
+    scheduler = kerasmorph.schedulers.get("dpmpp_2m", **config)
+    ```
+    """
+    return _resolve(config, name)[1]
+
+
+def _resolve(config, name: str | None) -> tuple[str, dict[str, Any]]:
+    data = _read_config(config)
+    if name is None:
+        class_name = data.get("_class_name")
+        if class_name not in DIFFUSERS_CLASSES:
+            valid = ", ".join(DIFFUSERS_CLASSES)
+            raise ValueError(
+                f"No kerasmorph scheduler for the config's _class_name; known: {valid} "
+                f"(or pass a name). Received: _class_name={class_name!r}"
+            )
+        name = DIFFUSERS_CLASSES[class_name]
+    cls = _scheduler_class(name)
+    accepted = _accepted_keys(cls)
+    kept, ignored = {}, []
+    for key, value in data.items():
+        if key.startswith("_"):
+            continue  # Metadata: _class_name, _diffusers_version.
+        if key in accepted:
+            kept[key] = value
+        elif key in FIXED_KEYS and value != FIXED_KEYS[key]:
+            raise ValueError(
+                f"The {name!r} scheduler supports {key}={FIXED_KEYS[key]!r} only. "
+                f"Received: {key}={value!r}"
+            )
+        elif key not in FIXED_KEYS:
+            ignored.append(f"{key}={value!r}")
+    if ignored:
+        warnings.warn(
+            f"Config keys not used by the {name!r} scheduler, ignored: {', '.join(ignored)}",
+            stacklevel=3,
+        )
+    return name, kept
+
+
+def from_config(
+    config: Mapping[str, Any] | str | os.PathLike, name: str | None = None
+) -> Scheduler:
+    """Builds a scheduler from a diffusers scheduler config; see `config_from_diffusers`.
+
+    Example:
+
+    ```python
+    scheduler = kerasmorph.schedulers.from_config("sd15/scheduler/scheduler_config.json")
+    ```
+    """
+    name, kwargs = _resolve(config, name)
+    return get(name, **kwargs)

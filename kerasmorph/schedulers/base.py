@@ -105,8 +105,15 @@ class Scheduler(abc.ABC):
         Raises:
             ValueError: if `num_steps` is not an integer >= 1.
         """
-        self.num_steps = check_count("num_steps", num_steps)
-        self.timesteps = self._build(self.num_steps)
+        num_steps = check_count("num_steps", num_steps)
+        # Built first: a count the algorithm refuses leaves the scheduler as it was.
+        previous = self.num_steps
+        self.num_steps = num_steps
+        try:
+            self.timesteps = self._build(num_steps)
+        except BaseException:
+            self.num_steps = previous
+            raise
 
     @abc.abstractmethod
     def _build(self, num_steps: int) -> np.ndarray:

@@ -1,0 +1,115 @@
+"""The Explorer's denoising loop over a walk's frames, batch by batch, with any scheduler.
+
+For each fixed-shape batch of frames: the walk's encodings and starting noise,
+the unconditional context brought to the same length, the scheduler's start
+(`init_noise_sigma`, or the img2img level), the sampler, and — for stochastic
+schedulers — the per-step noise of those frames (`Walk.noise_at`, coherent
+along walks that mix their keyframes' noise).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kerasmorph import schedulers
+from kerasmorph.explorer.batching import batch_indices, pad_rows, progress_callback, run_padded
+from kerasmorph.explorer.checks import check_finite
+from kerasmorph.explorer.walk import Walk
+
+if TYPE_CHECKING:
+    from kerasmorph.explorer.explorer import Explorer
+
+
+def resolve_scheduler(
+    scheduler: Any, num_steps: int, prediction_type: str = "epsilon"
+) -> schedulers.Scheduler:
+    """A scheduler with its timesteps set for `num_steps` steps.
+
+    Args:
+        scheduler: a name from `kerasmorph.schedulers.SCHEDULERS` (built with
+            the model's `prediction_type`), or a `Scheduler` (copied, so the
+            caller's object is not changed).
+        num_steps: denoising steps.
+        prediction_type: the model's, for schedulers given by name.
+
+    Raises:
+        ValueError: for an unknown name, another type, or a step count the
+            scheduler cannot run.
+    """
+    if isinstance(scheduler, str):
+        scheduler = schedulers.get(scheduler, prediction_type=prediction_type)
+    elif isinstance(scheduler, schedulers.Scheduler):
+        scheduler = copy.deepcopy(scheduler)
+    else:
+        valid = ", ".join(repr(name) for name in schedulers.SCHEDULERS)
+        raise ValueError(
+            f"`scheduler` must be a scheduler name ({valid}) or a "
+            f"kerasmorph.schedulers.Scheduler. Received: scheduler={scheduler!r}"
+        )
+    scheduler.set_timesteps(num_steps)
+    return scheduler
+
+
+def denoise_walk(
+    explorer: "Explorer",
+    walk: Walk,
+    scheduler: schedulers.Scheduler,
+    unconditional_guidance_scale: float,
+    negative_prompt: str | None,
+    batch_size: int,
+    num_skipped_steps: int = 0,
+) -> Iterator[np.ndarray]:
+    """Yields the final latents (B, h, w, 4) of each batch of the walk's frames.
+
+    With `num_skipped_steps` = 0 the walk's noise is standard normal and is
+    scaled by the scheduler's `init_noise_sigma`; otherwise it is already at
+    the level of the first step run (`Explorer.noised_latents`).
+    """
+    num_steps = scheduler.num_steps
+    if not 0 <= num_skipped_steps < num_steps:
+        raise ValueError(
+            f"`num_skipped_steps` must be in [0, {num_steps}). "
+            f"Received: num_skipped_steps={num_skipped_steps}"
+        )
+    start = scheduler.start_index(num_steps - num_skipped_steps) if num_skipped_steps else 0
+    num_batches = -(-walk.num_frames // batch_size)
+    total = num_batches * (scheduler.num_model_calls - start)
+    progbar = progress_callback(total, explorer.verbose)
+    for indices in batch_indices(walk.num_frames, batch_size):
+        encodings, noise = walk.inputs(indices)
+        encodings, noise = explorer._text.check(encodings), explorer._check_noise(noise)
+        if len(encodings) != len(indices) or len(noise) != len(indices):
+            raise ValueError(
+                f"The walk returned {len(encodings)} encodings and {len(noise)} "
+                f"noises for {len(indices)} frames. Received: indices={indices.tolist()}"
+            )
+        encodings, unconditional = explorer._text.guidance_contexts(encodings, negative_prompt)
+        latents = noise if num_skipped_steps else noise * np.float32(scheduler.init_noise_sigma)
+        step_noise = None
+        if scheduler.stochastic:
+
+            def step_noise(call, indices=indices, noise=noise):
+                return pad_rows(walk.noise_at(indices, noise, call), batch_size)[0]
+
+        sampler = explorer.sampler_for(encodings.shape[1])
+        unconditional = np.repeat(unconditional, batch_size, axis=0)
+
+        def sample(batch_latents, batch_encodings, step_noise=step_noise):
+            return sampler.sample(
+                batch_latents,
+                batch_encodings,
+                unconditional,
+                scheduler,
+                unconditional_guidance_scale,
+                start_index=start,
+                on_step=progbar,
+                step_noise=step_noise,
+            )
+
+        result = run_padded(sample, [latents, encodings], batch_size)
+        check_finite(result, "denoising", explorer.precision)
+        yield result
