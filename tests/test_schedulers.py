@@ -27,9 +27,11 @@ def random_arrays(seed=0, shape=(2, 8, 8, 4)):
 def test_unknown_scheduler_lists_the_valid_names():
     with pytest.raises(ValueError) as error:
         schedulers.get("x")
+    valid = ", ".join(repr(name) for name in schedulers.SCHEDULERS)
     assert (
-        str(error.value) == "Unknown scheduler. Valid schedulers: 'ddim'. Received: scheduler='x'"
+        str(error.value) == f"Unknown scheduler. Valid schedulers: {valid}. Received: scheduler='x'"
     )
+    assert "'ddim', 'euler'" in valid and "'dpmpp_2m_karras'" in valid
 
 
 def test_unknown_config_key_names_the_accepted_keys():
@@ -51,7 +53,7 @@ def test_config_round_trips_through_json():
     rebuilt = schedulers.get(scheduler.name, **config)
     assert type(rebuilt) is schedulers.DDIMScheduler and rebuilt.config == scheduler.config
     assert rebuilt.trace_key() == schedulers.get("ddim").trace_key()  # One compiled step.
-    assert schedulers.SCHEDULERS == {"ddim": schedulers.DDIMScheduler}
+    assert schedulers.SCHEDULERS["ddim"] is schedulers.DDIMScheduler
     assert issubclass(schedulers.DDIMScheduler, schedulers.Scheduler)
 
 

@@ -65,7 +65,12 @@ def test_seed_morph_mixes_the_per_step_noise(explorer):
 @pytest.mark.parametrize("name", sorted(set(schedulers.SCHEDULERS) - {"ddim"}))
 def test_every_scheduler_draws_the_prompt(explorer, name):
     encoding = explorer.encode_text("a blue square")
-    images = explorer.generate_image(encoding, batch_size=4, num_steps=20, seed=0, scheduler=name)
+    # PNDM and LMS extrapolate from past steps and are unstable on the toy model at few
+    # steps (README, Schedulers: shape accuracy at 20 steps 0.52 for LMS); 50 steps for them.
+    num_steps = 50 if name in ("pndm", "lms") else 20
+    images = explorer.generate_image(
+        encoding, batch_size=4, num_steps=num_steps, seed=0, scheduler=name
+    )
     colours = [shapes_data.measure(image).colour for image in images]
     assert colours.count("blue") >= 3, colours
 

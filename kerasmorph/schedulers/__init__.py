@@ -16,6 +16,10 @@ latents = sampler.sample(noise * scheduler.init_noise_sigma, context, uncond, sc
 | `"euler_ancestral"` | Euler a | `EulerAncestralDiscreteScheduler` | stochastic (fresh noise) |
 | `"heun"` | Heun | `HeunDiscreteScheduler` | 2 UNet calls per step |
 | `"lms"` | LMS | `LMSDiscreteScheduler` | order 4 |
+| `"pndm"` | PLMS | `PNDMScheduler` | diffusers' SD 1.x default (`skip_prk_steps`) |
+| `"dpmpp_2m"` | DPM++ 2M | `DPMSolverMultistepScheduler` | `dpmsolver++`, order 2 |
+| `"dpmpp_2m_karras"` | DPM++ 2M Karras | `DPMSolverMultistepScheduler` | Karras σ, ρ = 7 |
+| `"unipc"` | UniPC | `UniPCMultistepScheduler` | bh2, order 2 |
 
 `config_from_diffusers` / `from_config` take a model's diffusers
 `scheduler_config.json` as is.
@@ -36,9 +40,15 @@ from typing import Any
 
 from kerasmorph.schedulers.base import FusedScheduler, Scheduler
 from kerasmorph.schedulers.ddim import DDIMSchedule, DDIMScheduler
+from kerasmorph.schedulers.dpm_solver import (
+    DPMSolverMultistepKarrasScheduler,
+    DPMSolverMultistepScheduler,
+)
 from kerasmorph.schedulers.euler import EulerAncestralScheduler, EulerScheduler
 from kerasmorph.schedulers.heun import HeunScheduler
 from kerasmorph.schedulers.lms import LMSScheduler
+from kerasmorph.schedulers.pndm import PNDMScheduler
+from kerasmorph.schedulers.unipc import UniPCMultistepScheduler
 
 SCHEDULERS: dict[str, type[Scheduler]] = {
     "ddim": DDIMScheduler,
@@ -46,6 +56,10 @@ SCHEDULERS: dict[str, type[Scheduler]] = {
     "euler_ancestral": EulerAncestralScheduler,
     "heun": HeunScheduler,
     "lms": LMSScheduler,
+    "pndm": PNDMScheduler,
+    "dpmpp_2m": DPMSolverMultistepScheduler,
+    "dpmpp_2m_karras": DPMSolverMultistepKarrasScheduler,
+    "unipc": UniPCMultistepScheduler,
 }
 # name -> (A1111's name, diffusers' class), for `kerasmorph info` and the docs.
 NAMES: dict[str, tuple[str, str]] = {
@@ -54,6 +68,10 @@ NAMES: dict[str, tuple[str, str]] = {
     "euler_ancestral": ("Euler a", "EulerAncestralDiscreteScheduler"),
     "heun": ("Heun", "HeunDiscreteScheduler"),
     "lms": ("LMS", "LMSDiscreteScheduler"),
+    "pndm": ("PLMS", "PNDMScheduler"),
+    "dpmpp_2m": ("DPM++ 2M", "DPMSolverMultistepScheduler"),
+    "dpmpp_2m_karras": ("DPM++ 2M Karras", "DPMSolverMultistepScheduler (Karras sigmas)"),
+    "unipc": ("UniPC", "UniPCMultistepScheduler"),
 }
 
 __all__ = [
@@ -61,12 +79,16 @@ __all__ = [
     "SCHEDULERS",
     "DDIMSchedule",
     "DDIMScheduler",
+    "DPMSolverMultistepKarrasScheduler",
+    "DPMSolverMultistepScheduler",
     "EulerAncestralScheduler",
     "EulerScheduler",
     "FusedScheduler",
     "HeunScheduler",
     "LMSScheduler",
+    "PNDMScheduler",
     "Scheduler",
+    "UniPCMultistepScheduler",
     "config_from_diffusers",
     "from_config",
     "get",
@@ -149,6 +171,8 @@ FIXED_KEYS: dict[str, Any] = {
     "euler_at_final": False,
     "sigma_min": None,
     "sigma_max": None,
+    "lambda_min_clipped": float("-inf"),
+    "use_dynamic_shifting": False,
 }
 
 
@@ -228,7 +252,11 @@ def _resolve(config, name: str | None) -> tuple[str, dict[str, Any]]:
                 f"(or pass a name). Received: _class_name={class_name!r}"
             )
         name = DIFFUSERS_CLASSES[class_name]
+        if name == "dpmpp_2m" and data.get("use_karras_sigmas"):
+            name = "dpmpp_2m_karras"
     cls = _scheduler_class(name)
+    # Keys that select the algorithm within a diffusers class (DPM's algorithm_type, ...).
+    fixed = {**FIXED_KEYS, **getattr(cls, "diffusers_config", {})}
     accepted = _accepted_keys(cls)
     kept, ignored = {}, []
     for key, value in data.items():
@@ -236,12 +264,12 @@ def _resolve(config, name: str | None) -> tuple[str, dict[str, Any]]:
             continue  # Metadata: _class_name, _diffusers_version.
         if key in accepted:
             kept[key] = value
-        elif key in FIXED_KEYS and value != FIXED_KEYS[key]:
+        elif key in fixed and value != fixed[key]:
             raise ValueError(
-                f"The {name!r} scheduler supports {key}={FIXED_KEYS[key]!r} only. "
+                f"The {name!r} scheduler supports {key}={fixed[key]!r} only. "
                 f"Received: {key}={value!r}"
             )
-        elif key not in FIXED_KEYS:
+        elif key not in fixed:
             ignored.append(f"{key}={value!r}")
     if ignored:
         warnings.warn(
