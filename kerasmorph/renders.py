@@ -83,16 +83,9 @@ class RenderSpec:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RenderSpec":
         """Rebuilds a spec from `to_json` output; unknown fields are an error."""
-        fields = dataclasses.fields(cls)
-        names = {field.name for field in fields}
-        optional = {
-            field.name
-            for field in fields
-            if field.default is not dataclasses.MISSING
-            or field.default_factory is not dataclasses.MISSING
-        }
+        names = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
-        missing = sorted(names - set(data) - optional)
+        missing = sorted(names - set(data) - set(_optional_fields()))
         if unknown or missing:
             raise ValueError(
                 f"Not a kerasmorph render manifest: unknown fields {unknown}, missing "
@@ -184,21 +177,23 @@ def frame_path(directory: str | os.PathLike, index: int) -> Path:
     return Path(directory) / f"{FRAME_PREFIX}{index:0{FRAME_DIGITS}d}.png"
 
 
-def differing_fields(stored: dict[str, Any], spec: RenderSpec) -> list[str]:
-    """Names of the manifest fields whose values differ from `spec`."""
-    current = spec.to_json()
-    # A field added after the manifest was written counts as its default value.
-    defaults = {
+def _optional_fields() -> dict[str, Any]:
+    """`RenderSpec` fields that have defaults (added after the first manifests), with them."""
+    return {
         field.name: field.default_factory()
         if field.default_factory is not dataclasses.MISSING
         else field.default
         for field in dataclasses.fields(RenderSpec)
-        if field.name != "version"
-        and (
-            field.default is not dataclasses.MISSING
-            or field.default_factory is not dataclasses.MISSING
-        )
+        if field.default is not dataclasses.MISSING
+        or field.default_factory is not dataclasses.MISSING
     }
+
+
+def differing_fields(stored: dict[str, Any], spec: RenderSpec) -> list[str]:
+    """Names of the manifest fields whose values differ from `spec`."""
+    current = spec.to_json()
+    # A field added after the manifest was written counts as its default value.
+    defaults = {name: value for name, value in _optional_fields().items() if name != "version"}
     stored = {**defaults, **stored}
     return sorted(
         name for name in set(stored) | set(current) if stored.get(name) != current.get(name)
