@@ -17,48 +17,46 @@ from typing import Any, Literal
 import numpy as np
 
 from kerasmorph import interpolation
+from kerasmorph.explorer.walk import Walk, derived_noise
 from kerasmorph.schedules import Schedule, apply_schedule
 
 Metric = Literal["mad", "ssim"]
 PathFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+""" `positions (F,) -> (encodings, noises)`; with a `step_noise(positions, call)`
+attribute (as `KeyframePath` has) stochastic schedulers take their per-step
+noise from it, else from each frame's starting noise (`derived_noise`)."""
 
 
-def keyframe_path(
-    encodings: np.ndarray,
-    noises: np.ndarray,
-    *,
-    schedule: str | Schedule = "linear",
-    noise_method: str = "slerp",
-) -> PathFunction:
+@dataclasses.dataclass(frozen=True)
+class KeyframePath:
     """A continuous path through K keyframes: position p -> (encoding, noise).
 
     Segment s covers p in [s/(K−1), (s+1)/(K−1)]; inside it the weight is
     `schedule(q)` for the local position q, encodings are lerped and noises
     mixed with `interpolate_noise`. p = 0 and p = 1 are the first and last
-    keyframes exactly.
+    keyframes exactly. Made by `keyframe_path`.
 
-    Args:
+    Attributes:
         encodings: (K, 77, D), K >= 2.
         noises: (K, h, w, 4).
-
-    Returns:
-        `positions (F,) -> (encodings (F, 77, D), noises (F, h, w, 4))`.
+        schedule: the in-segment schedule.
+        noise_method: how keyframe noises are mixed.
     """
-    num_segments = len(encodings) - 1
-    if num_segments < 1 or len(noises) != len(encodings):
-        raise ValueError(
-            "A path needs 2+ keyframes with one noise each. Received: "
-            f"encodings.shape={np.shape(encodings)}, noises.shape={np.shape(noises)}"
-        )
 
-    def at(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    encodings: np.ndarray
+    noises: np.ndarray
+    schedule: str | Schedule = "linear"
+    noise_method: str = "slerp"
+
+    def _plan(self, positions: np.ndarray) -> list[interpolation.PathFrame]:
         positions = np.asarray(positions, dtype=np.float64)
         if positions.ndim != 1 or positions.min() < 0 or positions.max() > 1:
             raise ValueError(f"Positions must be a 1-D array in [0, 1]. Received: {positions!r}")
+        num_segments = len(self.encodings) - 1
         scaled = positions * num_segments
         segments = np.minimum(np.floor(scaled).astype(int), num_segments - 1)
-        weights = apply_schedule(schedule, scaled - segments)
-        plan = [
+        weights = apply_schedule(self.schedule, scaled - segments)
+        return [
             interpolation.PathFrame(
                 segment=int(s),
                 prompt_pair=(int(s), int(s) + 1),
@@ -68,9 +66,52 @@ def keyframe_path(
             )
             for s, w in zip(segments, weights)
         ]
-        return interpolation.materialize_path(plan, encodings, noises, noise_method=noise_method)
 
-    return at
+    def __call__(self, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`positions (F,)` -> `(encodings (F, 77, D), noises (F, h, w, 4))`."""
+        return interpolation.materialize_path(
+            self._plan(positions), self.encodings, self.noises, noise_method=self.noise_method
+        )
+
+    def step_noise(self, positions: np.ndarray, call: int) -> np.ndarray:
+        """Per-step noise of UNet call `call` at `positions`: float32 (F, h, w, 4).
+
+        The keyframes' derived per-step noises, mixed exactly like their
+        starting noises, so frames bisected in later rounds share nearly all
+        of it with their neighbours (stochastic schedulers stay coherent).
+        """
+        keyframe_noise = derived_noise(self.noises, call)
+        return interpolation.materialize_path(
+            self._plan(positions), self.encodings, keyframe_noise, noise_method=self.noise_method
+        )[1]
+
+
+def keyframe_path(
+    encodings: np.ndarray,
+    noises: np.ndarray,
+    *,
+    schedule: str | Schedule = "linear",
+    noise_method: str = "slerp",
+) -> KeyframePath:
+    """A continuous path through K keyframes: position p -> (encoding, noise).
+
+    Args:
+        encodings: (K, 77, D), K >= 2.
+        noises: (K, h, w, 4).
+        schedule: the in-segment schedule (`kerasmorph.schedules`).
+        noise_method: how keyframe noises are mixed (`"slerp"`, ...).
+
+    Returns:
+        A `KeyframePath`: `positions (F,) -> (encodings (F, 77, D), noises
+        (F, h, w, 4))`, with `step_noise(positions, call)` for stochastic
+        schedulers.
+    """
+    if len(encodings) < 2 or len(noises) != len(encodings):
+        raise ValueError(
+            "A path needs 2+ keyframes with one noise each. Received: "
+            f"encodings.shape={np.shape(encodings)}, noises.shape={np.shape(noises)}"
+        )
+    return KeyframePath(np.asarray(encodings), np.asarray(noises), schedule, noise_method)
 
 
 def frame_changes(frames: np.ndarray, metric: Metric = "mad") -> np.ndarray:
@@ -157,12 +198,20 @@ def refine(
         )
     batch_size = explorer.batch_size_for(initial_frames, batch_size)
 
+    path_step_noise = getattr(path, "step_noise", None)
+
     def render(positions: np.ndarray) -> np.ndarray:
-        encodings, noises = path(positions)
+        step_noise = None
+        if path_step_noise is not None:
+
+            def step_noise(indices, call):
+                return path_step_noise(positions[indices], call)
+
+        walk = Walk(len(positions), lambda indices: path(positions[indices]), positions, step_noise)
         return np.stack(
             list(
                 explorer.render(
-                    (encodings, noises),
+                    walk,
                     num_steps=num_steps,
                     unconditional_guidance_scale=unconditional_guidance_scale,
                     batch_size=batch_size,

@@ -29,6 +29,21 @@ def test_path_hits_keyframes(tiny_explorer, path):
         path(np.array([1.5]))
 
 
+def test_path_step_noise_mixes_the_keyframes_per_step_noise(tiny_explorer):
+    from kerasmorph.explorer.walk import derived_noise
+
+    encodings = tiny_explorer.encode_text(["a red circle", "a blue square"])
+    noises = tiny_explorer.noise(2, 0)
+    path = adaptive.keyframe_path(encodings, noises)
+    step = path.step_noise(np.array([0.0, 0.5, 1.0]), 4)
+    np.testing.assert_allclose(step[[0, 2]], derived_noise(noises, 4), atol=1e-6)
+    # The midpoint is the slerp of the keyframes' per-step noise, as its starting noise is
+    # the slerp of theirs; its own derived noise would be unrelated to both.
+    middle = path(np.array([0.5]))[1]
+    assert np.corrcoef(step[1].ravel(), derived_noise(noises, 4)[0].ravel())[0, 1] > 0.5
+    assert abs(np.corrcoef(derived_noise(middle, 4)[0].ravel(), step[1].ravel())[0, 1]) < 0.05
+
+
 def refine(explorer, path, **kwargs):
     settings = dict(threshold=0.01, max_frames=11, initial_frames=5, num_steps=2, batch_size=2)
     settings.update(kwargs)

@@ -62,6 +62,20 @@ def test_seed_morph_mixes_the_per_step_noise(explorer):
     assert abs(float(step[4].std()) - 1.0) < 0.1
 
 
+@pytest.mark.skipif("euler_ancestral" not in schedulers.SCHEDULERS, reason="not registered")
+def test_adaptive_render_per_step_noise_is_coherent(explorer):
+    from kerasmorph import adaptive
+
+    encodings = explorer.encode_text(["a red circle", "a blue square"])
+    path = adaptive.keyframe_path(encodings, explorer.noise(2, 2))
+    settings = dict(threshold=1.0, max_frames=8, initial_frames=8, num_steps=20, batch_size=4)
+    settings["scheduler"] = "euler_ancestral"
+    coherent = adaptive.refine(explorer, path, **settings).frames
+    # A plain function path: each frame's per-step noise derives from its own starting noise.
+    independent = adaptive.refine(explorer, lambda p: path(p), **settings).frames
+    assert neighbour_change(coherent) < 0.6 * neighbour_change(independent)
+
+
 @pytest.mark.parametrize("name", sorted(set(schedulers.SCHEDULERS) - {"ddim"}))
 def test_every_scheduler_draws_the_prompt(explorer, name):
     encoding = explorer.encode_text("a blue square")
