@@ -89,6 +89,20 @@ def test_every_scheduler_draws_the_prompt(explorer, name):
     assert colours.count("blue") >= 3, colours
 
 
+def test_a_150_frame_render_traces_once_per_step_kind():
+    # The default path (XLA), one Explorer, every scheduler in turn: the fused DDIM step
+    # is one trace, the guided UNet call all host-stepped schedulers share is the other;
+    # 19 batches of 8 (the last one padded) add none.
+    explorer = kerasmorph.Explorer("tiny", img_height=64, img_width=64, verbose=False)
+    walk = kerasmorph.walks.prompt_walk(explorer, ["a red circle", "a blue square"], 150)
+    traces = {}
+    for name in schedulers.NAMES:
+        frames = sum(1 for _ in explorer.render(walk, num_steps=3, batch_size=8, scheduler=name))
+        assert frames == 150
+        traces[name] = explorer.sampler.num_traces
+    assert traces == {name: 1 if name == "ddim" else 2 for name in schedulers.NAMES}
+
+
 # ------------------------------------------------------------------ command line
 
 
