@@ -56,7 +56,13 @@ from kerasmorph.bench.report import (
     summarize,
     variant_result,
 )
-from kerasmorph.bench.variants import build_explorers, build_variants, time_variants
+from kerasmorph.bench.time_to_quality import quality_report, read_quality_rows, steps_to_quality
+from kerasmorph.bench.variants import (
+    build_explorers,
+    build_quality_variants,
+    build_variants,
+    time_variants,
+)
 
 __all__ = [
     "COMPARE",
@@ -113,6 +119,12 @@ def run_bench(
         "s_per_image_step = (generation - decode) / (steps * B); median over rounds",
     }
 
+    quality = None
+    if config.quality_rows is not None:
+        # Read before anything is built: a wrong file fails in a second, not after the build.
+        source, rows = read_quality_rows(config.quality_rows, config.model)
+        quality = (source, *steps_to_quality(rows))
+
     diffusers_report = None
     if "diffusers" in config.compare:
         log("timing diffusers' UNet in a subprocess")
@@ -130,10 +142,18 @@ def run_bench(
     variants, skipped = build_variants(
         config, preset, base, fast, img_height, img_width, batch_size
     )
-    time_variants(variants, config.num_rounds, log)
+    quality_variants = []
+    if quality is not None:
+        quality_variants = build_quality_variants(fast, quality[2], config.seed, batch_size)
+    time_variants(variants + quality_variants, config.num_rounds, log)
     results = {v.name: variant_result(v, config.num_steps, batch_size) for v in variants}
+    for variant in quality_variants:
+        results[variant.name] = variant_result(variant, variant.describe["num_steps"], batch_size)
     add_diffusers(report, results, skipped, diffusers_report)
     report["variants"] = results
     report["skipped"] = skipped
     report.update(headline(results, variants))
+    if quality is not None:
+        report["retraces"] += sum(results[v.name]["retraces"] or 0 for v in quality_variants)
+        report["time_to_quality"] = quality_report(*quality, results)
     return report

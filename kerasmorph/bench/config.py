@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 PROMPT = "a photograph of an astronaut riding a horse"
-MODELS = ("tiny", "sd1", "sd2")
+MODELS = ("tiny", "shapes", "sd1", "sd2")
 COMPARE = ("diffusers",)
 
 
@@ -30,6 +30,10 @@ class BenchConfig:
             KerasCV's variant always runs its own DDIM). The UNet call per step
             is the same for every scheduler, so its time per image-step should
             not change (Heun makes 2 calls per step).
+        quality_rows: a quality JSON file (`python -m kerasmorph.quality
+            --json FILE`) measured on this model; when given, each scheduler
+            in it is also timed at the step count where it reaches DDIM-50's
+            distance to the reference (`kerasmorph.bench.time_to_quality`).
     """
 
     model: str = "sd1"
@@ -43,6 +47,7 @@ class BenchConfig:
     weights_dir: str | None = None
     seed: int = 0
     scheduler: str = "ddim"
+    quality_rows: str | None = None
 
 
 def check_config(config: BenchConfig):

@@ -178,4 +178,8 @@ def format_table(report: dict[str, Any]) -> str:
     )
     for name, reason in report["skipped"].items():
         lines.append(f"skipped {name}: {reason}")
+    if "time_to_quality" in report:
+        from kerasmorph.bench.time_to_quality import format_quality
+
+        lines += ["", *format_quality(report["time_to_quality"])]
     return "\n".join(lines)

@@ -104,7 +104,13 @@ def build_explorers(config: BenchConfig, img_height: int, img_width: int, log):
         weights_dir = None
         weights = "random (download_weights=False)"
     else:
-        weights = "real weights" if real else f"seeded random ({config.model})"
+        weights = (
+            "real weights"
+            if real
+            else "trained, shipped"
+            if preset.architecture == "shapes"
+            else f"seeded random ({config.model})"
+        )
     base = kerasmorph.Explorer(
         config.model,
         precision="float32",
@@ -161,6 +167,7 @@ def _explorer_variant(
             "decoder_jit_compile": plan.decoder_jit_compile,
             "unet_rows_per_call": 2 * batch_size,
             "scheduler": scheduler,
+            "num_steps": num_steps,
         },
         traces=lambda: explorer.sampler.num_traces,
     )
@@ -230,13 +237,34 @@ def build_variants(
     return variants, skipped
 
 
+def build_quality_variants(fast, steps, seed: int, batch_size: int) -> list[Variant]:
+    """One variant per scheduler of `steps` (`QualityStep`s) at its step count, on `fast`."""
+    from kerasmorph.bench.time_to_quality import variant_name
+
+    encodings = np.repeat(fast.encode_text(PROMPT), batch_size, axis=0)
+    noise = fast.noise(batch_size, seed)
+    return [
+        _explorer_variant(
+            variant_name(step), fast, encodings, noise, step.steps, scheduler=step.scheduler
+        )
+        for step in steps
+        if step.steps is not None
+    ]
+
+
 def time_variants(variants: list[Variant], num_rounds: int, log) -> None:
-    """One warm-up generation per variant, then `num_rounds` round-robin rounds."""
+    """One warm-up generation per variant, then `num_rounds` round-robin rounds.
+
+    Traces are counted once every variant is warm: variants sharing an
+    Explorer (the time-to-quality ones) compile their own step kinds during
+    their own warm-up, which is not a retrace of the others.
+    """
     for variant in variants:
         log(f"warm-up (compiles): {variant.name}")
         variant.first_call_s = variant.run()[0]
-        variant.traces_after_warmup = variant.traces()
         variant.rss_after_warmup_gib = current_rss_gib()
+    for variant in variants:
+        variant.traces_after_warmup = variant.traces()
     for round_index in range(num_rounds):
         log(f"round {round_index + 1}/{num_rounds}")
         for variant in variants:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from kerasmorph.bench.config import MODELS
 from kerasmorph.cli.arguments import SharedArguments, non_negative_int, positive_int
 from kerasmorph.cli.session import Session
 from kerasmorph.constants import PRECISION_OPTIONS
@@ -23,9 +24,13 @@ def register(subparsers, shared: SharedArguments) -> None:
             "every variant; warm-up excluded, rounds timed round-robin, medians."
         ),
     )
-    bench.add_argument("--model", choices=("tiny", "sd1", "sd2"), default="sd1")
-    bench.add_argument("--height", type=positive_int, help="image height (default 256; tiny: 128)")
-    bench.add_argument("--width", type=positive_int, help="image width (default 256; tiny: 128)")
+    bench.add_argument("--model", choices=MODELS, default="sd1")
+    bench.add_argument(
+        "--height", type=positive_int, help="image height (default 256; tiny, shapes: 128)"
+    )
+    bench.add_argument(
+        "--width", type=positive_int, help="image width (default 256; tiny, shapes: 128)"
+    )
     bench.add_argument("--steps", type=positive_int, default=5, help="denoising steps")
     bench.add_argument(
         "--batch-size",
@@ -55,6 +60,12 @@ def register(subparsers, shared: SharedArguments) -> None:
         help="scheduler of kerasmorph's variants (KerasCV runs its DDIM)",
     )
     bench.add_argument(
+        "--time-to-quality",
+        metavar="QUALITY_JSON",
+        help="also time each scheduler at the step count where it reaches DDIM-50's "
+        "distance to the reference, read from `python -m kerasmorph.quality --json` rows",
+    )
+    bench.add_argument(
         "--json", action="store_true", help="also print the report as one JSON line, last"
     )
     bench.set_defaults(run=run_bench)
@@ -75,6 +86,7 @@ def run_bench(args: argparse.Namespace, session: Session) -> int:
         weights_dir=args.weights_dir,
         seed=args.seed,
         scheduler=args.scheduler,
+        quality_rows=args.time_to_quality,
     )
     report = bench.run_bench(
         config, log=lambda message: print(f"kerasmorph bench: {message}", file=sys.stderr)
