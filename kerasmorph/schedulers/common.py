@@ -10,11 +10,12 @@ differs by rounding only).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-from kerasmorph._checks import check_int
+from kerasmorph._checks import check_int, format_value
 
 # Stable Diffusion 1.x's scheduler config, the default of every non-DDIM scheduler.
 SD_CONFIG: dict[str, Any] = {
@@ -36,6 +37,28 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
         valid = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"`{name}` must be one of {valid}. Received: {name}={value!r}")
     return value
+
+
+def check_beta(name: str, value: Any) -> float:
+    """Returns `value` as a `float`, or raises unless it is a real number in (0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(
+            f"`{name}` must be a number in (0, 1). Received: {name}={format_value(value)}"
+        )
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Returns `value` as a `bool`, or raises unless it is `True` or `False`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={format_value(value)}")
+    return bool(value)
+
+
+def training_sigmas(alphas_cumprod_table: np.ndarray) -> np.ndarray:
+    """σ_t = sqrt((1 − ᾱ_t) / ᾱ_t) of every training timestep, float64 (T,), increasing."""
+    table = np.asarray(alphas_cumprod_table, dtype=np.float64)
+    return np.sqrt((1.0 - table) / table)
 
 
 def alphas_cumprod(

@@ -29,7 +29,6 @@ import numpy as np
 from kerasmorph._checks import check_int, format_value
 from kerasmorph.schedulers import common
 from kerasmorph.schedulers.base import Scheduler, check_prediction_type
-from kerasmorph.schedulers.sigmas import check_beta, check_bool, training_sigmas
 
 BetaSchedule = Literal["scaled_linear", "linear"]
 TimestepSpacing = Literal["leading", "linspace", "trailing"]
@@ -169,8 +168,8 @@ class MultistepScheduler(Scheduler):
     ) -> None:
         super().__init__()
         self.num_train_timesteps = check_int("num_train_timesteps", num_train_timesteps, 2)
-        self.beta_start = check_beta("beta_start", beta_start)
-        self.beta_end = check_beta("beta_end", beta_end)
+        self.beta_start = common.check_beta("beta_start", beta_start)
+        self.beta_end = common.check_beta("beta_end", beta_end)
         self.beta_schedule = common.check_choice(
             "beta_schedule", beta_schedule, common.BETA_SCHEDULES
         )
@@ -292,11 +291,11 @@ class SolverScheduler(MultistepScheduler):
             prediction_type=prediction_type,
         )
         self.solver_order = check_solver_order(solver_order)
-        self.lower_order_final = check_bool("lower_order_final", lower_order_final)
+        self.lower_order_final = common.check_bool("lower_order_final", lower_order_final)
         self.final_sigmas_type = common.check_choice(
             "final_sigmas_type", final_sigmas_type, FINAL_SIGMAS_TYPES
         )
-        self.use_karras_sigmas = check_bool("use_karras_sigmas", use_karras_sigmas)
+        self.use_karras_sigmas = common.check_bool("use_karras_sigmas", use_karras_sigmas)
         self.sigmas: np.ndarray | None = None
         self._lambdas: np.ndarray | None = None
 
@@ -306,7 +305,7 @@ class SolverScheduler(MultistepScheduler):
         return {"model_outputs": [], "lower_order_nums": 0}
 
     def _build(self, num_steps: int) -> np.ndarray:
-        table = training_sigmas(self.alphas_cumprod)
+        table = common.training_sigmas(self.alphas_cumprod)
         if self.use_karras_sigmas:
             sigmas = common.karras_sigmas(table[0], table[-1], num_steps)
             timesteps = common.sigma_to_timestep(sigmas, self.alphas_cumprod).round()

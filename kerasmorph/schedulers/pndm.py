@@ -36,7 +36,6 @@ from kerasmorph.schedulers.multistep import (
     TimestepSpacing,
     check_timesteps,
 )
-from kerasmorph.schedulers.sigmas import check_bool
 
 # Linear multistep weights of the newest output first, by the number of outputs kept.
 PLMS_WEIGHTS = {
@@ -107,7 +106,7 @@ class PNDMScheduler(MultistepScheduler):
             timestep_spacing=timestep_spacing,
             prediction_type=prediction_type,
         )
-        self.set_alpha_to_one = check_bool("set_alpha_to_one", set_alpha_to_one)
+        self.set_alpha_to_one = common.check_bool("set_alpha_to_one", set_alpha_to_one)
         if not (isinstance(skip_prk_steps, (bool, np.bool_)) and skip_prk_steps):
             raise ValueError(
                 "`skip_prk_steps` must be True (PLMS without the Runge-Kutta warm-up, as "

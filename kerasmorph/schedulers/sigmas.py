@@ -25,40 +25,17 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from typing import Any, Literal
 
 import numpy as np
 
-from kerasmorph._checks import check_int, format_value
+from kerasmorph._checks import check_int
 from kerasmorph.schedulers import common
 from kerasmorph.schedulers.base import Scheduler, check_prediction_type
 
 BetaSchedule = Literal["scaled_linear", "linear"]
 TimestepSpacing = Literal["leading", "linspace", "trailing"]
 PredictionType = Literal["epsilon", "v_prediction"]
-
-
-def check_beta(name: str, value: Any) -> float:
-    """Returns `value` as a `float`, or raises unless it is a real number in (0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise ValueError(
-            f"`{name}` must be a number in (0, 1). Received: {name}={format_value(value)}"
-        )
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """Returns `value` as a `bool`, or raises unless it is `True` or `False`."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={format_value(value)}")
-    return bool(value)
-
-
-def training_sigmas(alphas_cumprod_table: np.ndarray) -> np.ndarray:
-    """σ_t = sqrt((1 − ᾱ_t) / ᾱ_t) of every training timestep, float64 (T,), increasing."""
-    table = np.asarray(alphas_cumprod_table, dtype=np.float64)
-    return np.sqrt((1.0 - table) / table)
 
 
 def inference_sigmas(
@@ -108,7 +85,7 @@ def inference_sigmas(
             f"(this count gives {len(timesteps)}, one of them -1, as in diffusers); "
             f"choose another count. Received: num_steps={num_steps}"
         )
-    table_sigmas = training_sigmas(alphas_cumprod_table)
+    table_sigmas = common.training_sigmas(alphas_cumprod_table)
     sigmas = np.interp(timesteps, np.arange(num_train_timesteps), table_sigmas)
     if use_karras_sigmas:
         sigmas = common.karras_sigmas(sigmas[-1], sigmas[0], num_steps)
@@ -207,8 +184,8 @@ class SigmaScheduler(Scheduler):
     ) -> None:
         super().__init__()
         self.num_train_timesteps = check_int("num_train_timesteps", num_train_timesteps, 2)
-        self.beta_start = check_beta("beta_start", beta_start)
-        self.beta_end = check_beta("beta_end", beta_end)
+        self.beta_start = common.check_beta("beta_start", beta_start)
+        self.beta_end = common.check_beta("beta_end", beta_end)
         self.beta_schedule = common.check_choice(
             "beta_schedule", beta_schedule, common.BETA_SCHEDULES
         )
@@ -217,7 +194,7 @@ class SigmaScheduler(Scheduler):
             "timestep_spacing", timestep_spacing, common.TIMESTEP_SPACINGS
         )
         self.prediction_type = check_prediction_type(prediction_type)
-        self.use_karras_sigmas = check_bool("use_karras_sigmas", use_karras_sigmas)
+        self.use_karras_sigmas = common.check_bool("use_karras_sigmas", use_karras_sigmas)
         self.alphas_cumprod = common.alphas_cumprod(
             self.beta_start, self.beta_end, self.beta_schedule, self.num_train_timesteps
         )
