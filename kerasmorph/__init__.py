@@ -13,6 +13,9 @@ explorer = kerasmorph.Explorer("tiny", img_height=128, img_width=128)
 encoding = explorer.encode_text("a red circle")
 images = explorer.generate_image(encoding, num_steps=5, seed=0)
 ```
+
+kerasmorph's own exceptions derive from `kerasmorph.KerasmorphError` (the
+hierarchy is in `kerasmorph.errors`); those for bad input are `ValueError`s too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ _LAZY_ATTRIBUTES = {
     "Explorer": "kerasmorph.explorer",
     "PRESETS": "kerasmorph.presets",
     "MissingWeightsError": "kerasmorph.weights",
+    "IncompleteConversionError": "kerasmorph.weights",
     "find_weights": "kerasmorph.weights",
+    # The exception hierarchy (stdlib only, cheap to load).
+    "KerasmorphError": "kerasmorph.errors",
+    "InputError": "kerasmorph.errors",
+    "ResourceLimitError": "kerasmorph.errors",
+    "FileFormatError": "kerasmorph.errors",
+    "RenderDirectoryError": "kerasmorph.errors",
+    "NonFiniteOutputError": "kerasmorph.errors",
 }
 
 # Submodules reachable as attributes (`kerasmorph.sampler`) on first access.
@@ -42,6 +53,7 @@ _SUBMODULES = (
     "constants",
     "devices",
     "embeddings",
+    "errors",
     "explorer",
     "export",
     "images",

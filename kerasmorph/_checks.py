@@ -1,7 +1,8 @@
 """Argument validators shared by every layer: one home for each check.
 
-Each raises a `ValueError` that says what is accepted and echoes what was
-received (Keras style: "... Received: name=value"). Numpy only.
+Each raises an `InputError` (`kerasmorph.errors`, a `ValueError`) that says
+what is accepted and echoes what was received (Keras style: "... Received:
+name=value"). Numpy only.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from kerasmorph.constants import CHUNK_LENGTH, MAX_PROMPT_LENGTH
+from kerasmorph.errors import InputError
 
 
 def format_value(value: Any) -> str:
@@ -36,7 +38,7 @@ def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -
             index = None
     if index is None or index < minimum or (maximum is not None and index > maximum):
         bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be an integer {bounds}. Received: {name}={format_value(value)}"
         )
     return index
@@ -50,10 +52,30 @@ def check_count(name: str, value: Any) -> int:
 def check_finite(name: str, value: Any) -> float:
     """Returns `value` as a `float`, or raises unless it is a finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be a finite number. Received: {name}={format_value(value)}"
         )
     return float(value)
+
+
+# The largest float32; the models compute in float32 (or narrower), so a larger
+# number becomes Inf there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32(name: str, value: Any) -> float:
+    """Returns `value` as a `float`, or raises unless it is finite, in float32 too.
+
+    For numbers that go into the model (the guidance scale): 1e308 is a finite
+    float64 but Inf in float32.
+    """
+    value = check_finite(name, value)
+    if abs(value) > FLOAT32_MAX:
+        raise InputError(
+            f"`{name}` must be a finite number within float32's range "
+            f"(|{name}| <= {FLOAT32_MAX:.3g}). Received: {name}={format_value(value)}"
+        )
+    return value
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -64,7 +86,7 @@ def check_positive(name: str, value: Any) -> float:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be a positive, finite number. Received: {name}={format_value(value)}"
         )
     return float(value)
@@ -73,7 +95,7 @@ def check_positive(name: str, value: Any) -> float:
 def check_unit_interval(name: str, value: Any) -> float:
     """Returns `value` as a `float`, or raises unless it is a real number in [0, 1]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"`{name}` must be in [0, 1]. Received: {name}={format_value(value)}")
+        raise InputError(f"`{name}` must be in [0, 1]. Received: {name}={format_value(value)}")
     return float(value)
 
 
@@ -92,10 +114,10 @@ def validate_image_size(name: str, size: Any, multiple: int) -> int:
             positive multiple of `multiple`.
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an integer. Received: {name}={size!r}")
+        raise InputError(f"`{name}` must be an integer. Received: {name}={size!r}")
     if size < multiple or size % multiple:
         options = " or ".join(str(s) for s in nearest_valid_sizes(int(size), multiple))
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be a positive multiple of {multiple} (the VAE "
             f"downsamples 8x and the UNet halves the latent 3 more times). "
             f"Nearest valid sizes: {options}. Received: {name}={size}"
@@ -115,7 +137,7 @@ def check_sequence_length(name: str, length: Any) -> int:
         or length < MAX_PROMPT_LENGTH
         or length % MAX_PROMPT_LENGTH
     ):
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be a positive multiple of {MAX_PROMPT_LENGTH} (one "
             f"{MAX_PROMPT_LENGTH}-token chunk per {CHUNK_LENGTH} prompt tokens, see "
             f"Explorer.encode_text(long_prompts=True)). Received: {name}={length!r}"
@@ -147,7 +169,7 @@ def check_index(name: str, value: Any, minimum: int) -> int:
     except ValueError:
         if not isinstance(value, np.ndarray):
             raise
-    raise ValueError(
+    raise InputError(
         f"`{name}` must be an integer >= {minimum}. Received: {name}={format_array_value(value)}"
     )
 
@@ -164,18 +186,18 @@ def check_positions(name: str, t: Any, *, max_ndim: int | None = None) -> np.nda
     if array.dtype == bool or not (
         np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
     ):
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be a real number or an array of real numbers in [0, 1]. "
             f"Received: {name}={format_array_value(t)} (dtype {array.dtype})"
         )
     if max_ndim is not None and array.ndim > max_ndim:
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be a scalar or a 1-D array of weights. "
             f"Received: {name} with shape {array.shape}"
         )
     array = array.astype(np.float64)
     if not np.all(np.isfinite(array)) or np.any(array < 0.0) or np.any(array > 1.0):
-        raise ValueError(
+        raise InputError(
             f"`{name}` must be in [0, 1]. Received: {name}={format_array_value(array)}"
         )
     return array

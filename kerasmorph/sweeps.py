@@ -9,6 +9,7 @@ argument changes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -41,15 +42,18 @@ def parse_range(text: str) -> list[float]:
     try:
         if ":" in text:
             start, stop, step = (float(part) for part in text.split(":"))
-            if step <= 0 or stop < start:
+            if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
                 raise ValueError
             count = int(np.floor((stop - start) / step + 1e-9)) + 1
             return [round(start + index * step, 10) for index in range(count)]
-        return [float(part) for part in text.split(",") if part.strip()]
+        values = [float(part) for part in text.split(",") if part.strip()]
+        if not all(map(math.isfinite, values)):
+            raise ValueError
+        return values
     except ValueError:
         raise ValueError(
-            "A range is 'start:stop:step' with step > 0 and stop >= start, or a "
-            f"comma-separated list of numbers. Received: {text!r}"
+            "A range is 'start:stop:step' of finite numbers with step > 0 and stop >= "
+            f"start, or a comma-separated list of finite numbers. Received: {text!r}"
         ) from None
 
 

@@ -148,6 +148,9 @@ def test_sweep_errors():
     assert sweeps.parse_range("1,2.5") == [1.0, 2.5]
     with pytest.raises(ValueError, match="start:stop:step"):
         sweeps.parse_range("0.9:0.1:0.1")
+    for text in ("0:inf:1", "nan:1:0.1", "1,nan"):
+        with pytest.raises(ValueError, match="finite numbers"):
+            sweeps.parse_range(text)
     with pytest.raises(ValueError, match="`param` must be one of"):
         sweeps.sweep(None, "x", "eta", [1])
     with pytest.raises(ValueError, match="needs an `image`"):

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 
+from kerasmorph._checks import FLOAT32_MAX
 from kerasmorph.constants import PRECISION_OPTIONS
 from kerasmorph.presets import PRESETS
 from kerasmorph.schedulers import SCHEDULERS
@@ -44,15 +46,61 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
-def unit_float(text: str) -> float:
-    """An argparse `type` accepting numbers in [0, 1]."""
+def _number(text: str) -> float:
+    """`float(text)`, refusing NaN, Inf and numbers beyond float32 (they become Inf there)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number (|x| <= {FLOAT32_MAX:.3g}), got {text!r}"
+        )
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse `type` accepting finite numbers (no nan or inf, within float32's range)."""
+    return _number(text)
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse `type` accepting finite numbers >= 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse `type` accepting finite numbers > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """An argparse `type` accepting numbers in [0, 1]."""
+    value = _number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
     return value
+
+
+def finite_range(text: str) -> str:
+    """An argparse `type` for a sweep range ("start:stop:step" or "a,b,c") of finite numbers.
+
+    Returns the text unchanged (`kerasmorph.sweeps.parse_range` reads it);
+    refuses nan, inf and numbers beyond float32 here, naming the part.
+    """
+    parts = text.split(":") if ":" in text else [part for part in text.split(",") if part.strip()]
+    for part in parts:
+        try:
+            _number(part)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(f"{error} in the range {text!r}") from None
+    return text
 
 
 def resolve_schedule(args: argparse.Namespace, default: str) -> str:
@@ -121,7 +169,7 @@ def sampling_arguments(guidance: float = DEFAULT_GUIDANCE) -> argparse.ArgumentP
     group = parser.add_argument_group("sampling")
     group.add_argument("--steps", type=positive_int, default=50, help="denoising steps")
     group.add_argument(
-        "--guidance", type=float, default=guidance, help="unconditional guidance scale"
+        "--guidance", type=finite_float, default=guidance, help="unconditional guidance scale"
     )
     group.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
     group.add_argument("--negative-prompt", default=None)
@@ -196,7 +244,7 @@ def output_arguments() -> argparse.ArgumentParser:
         help="the suffix picks the format: .gif, .mp4, an image (.png/.jpg/.webp) "
         "for a grid of the frames, or a directory (no suffix) of PNG frames",
     )
-    output.add_argument("--fps", type=float, default=10.0, help="GIF/MP4 frame rate")
+    output.add_argument("--fps", type=positive_float, default=10.0, help="GIF/MP4 frame rate")
     output.add_argument(
         "--rubber-band",
         action="store_true",
@@ -257,7 +305,7 @@ def adaptive_arguments() -> argparse.ArgumentParser:
     group = parser.add_argument_group("adaptive spacing")
     group.add_argument(
         "--adaptive",
-        type=float,
+        type=positive_float,
         metavar="THRESHOLD",
         default=None,
         help="bisect where neighbouring frames differ by more than THRESHOLD (mean "

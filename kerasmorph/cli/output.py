@@ -1,4 +1,8 @@
-"""Checking --out before any model work, and writing frames where it points."""
+"""Checking --out before any model work, and writing frames where it points.
+
+A file --out (an image, GIF or MP4) must not name an existing directory: the
+error comes up front, not after the frames are rendered.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ def check_image_out(out: str) -> Path:
     path = Path(out)
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise CommandError(f"--out must end in .png, .jpg, .jpeg or .webp. Received: --out {out}")
-    return path
+    return _check_not_a_directory(path, out)
 
 
 def check_output_path(out: str) -> Path:
@@ -26,6 +30,16 @@ def check_output_path(out: str) -> Path:
         raise CommandError(
             "--out must end in .gif, .mp4, .png, .jpg, .jpeg or .webp, or name a "
             f"directory (no suffix). Received: --out {out}"
+        )
+    return _check_not_a_directory(path, out) if suffix else path
+
+
+def _check_not_a_directory(path: Path, out: str) -> Path:
+    """Refuses a file --out that names an existing directory (it would fail after the work)."""
+    if path.is_dir():
+        raise CommandError(
+            f"--out names a file ({path.suffix} output) but {out} is a directory; "
+            f"choose another name, or remove the directory. Received: --out {out}"
         )
     return path
 

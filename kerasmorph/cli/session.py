@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import kerasmorph
 from kerasmorph.cli.arguments import AUTO_MODEL
+from kerasmorph.errors import KerasmorphError
 from kerasmorph.presets import PRESETS
 from kerasmorph.weights import find_weights
 
@@ -23,8 +24,13 @@ if TYPE_CHECKING:
     from kerasmorph.explorer import Explorer
 
 
-class CommandError(Exception):
-    """A user error reported as one line on stderr, exit status 2."""
+class CommandError(KerasmorphError):
+    """A user error reported as one line on stderr, exit status 2.
+
+    Raised by the handlers for flag combinations the library cannot see
+    (`--adaptive` without `--max-frames`); `main` reports it like every other
+    `KerasmorphError`.
+    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +107,11 @@ class Session:
 
 
 def _build_explorer(settings: ModelSettings) -> Explorer:
+    from kerasmorph.models.textual_inversion import load_textual_inversion
+
+    # A bad --embedding file fails here, before minutes of model building.
+    for path in settings.embeddings:
+        load_textual_inversion(path)
     explorer = kerasmorph.Explorer(
         settings.model,
         img_height=settings.height,

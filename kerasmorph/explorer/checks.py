@@ -2,27 +2,73 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from kerasmorph._checks import check_count
 from kerasmorph.constants import CHUNK_LENGTH, MAX_PROMPT_LENGTH
+from kerasmorph.errors import NonFiniteOutputError  # Defined there; importable from here too.
 
 
-class NonFiniteOutputError(FloatingPointError):
-    """Raised when denoising or decoding produced NaN or Inf values."""
+def _non_finite(value: Any) -> int:
+    """The number of NaN/Inf entries of a number or array (0 for anything else)."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return 0
+    return int(array.size - np.count_nonzero(np.isfinite(array)))
 
 
-def check_finite(array: np.ndarray, stage: str, precision: str) -> None:
-    """Raises `NonFiniteOutputError` naming `stage` when `array` has NaN or Inf."""
+# Guidance scales beyond this are far outside the usual 1 to 20: they overflow.
+EXTREME_GUIDANCE = 1e3
+
+
+def check_finite(
+    array: np.ndarray,
+    stage: str,
+    precision: str,
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    guidance: float | None = None,
+) -> None:
+    """Raises `NonFiniteOutputError` naming `stage` when `array` has NaN or Inf.
+
+    The hint names the likely cause, in this order: an input with NaN or Inf,
+    an extreme guidance scale, a low precision, the weights.
+
+    Args:
+        array: the stage's output.
+        stage: its name, for the message (`"denoising"`, `"decoding"`).
+        precision: the precision the stage ran under.
+        inputs: arrays that went into the stage, by name (`{"encoded_text":
+            ..., "diffusion_noise": ...}`); None: unknown.
+        guidance: the stage's unconditional guidance scale, if it has one.
+
+    Raises:
+        NonFiniteOutputError: with that hint.
+    """
     if np.isfinite(array).all():
         return
-    hint = (
-        "Try precision='float32' (or 'mixed_bfloat16', whose range matches float32)."
-        if precision != "float32"
-        else "Check the weights and the inputs for NaN/Inf."
-    )
+    named = dict(inputs or {})
+    if guidance is not None:
+        named["unconditional_guidance_scale"] = guidance
+    bad = {name: count for name, value in named.items() if (count := _non_finite(value))}
+    if bad:
+        listed = ", ".join(f"{name} ({count} NaN/Inf)" for name, count in bad.items())
+        hint = f"Its inputs are not finite: {listed}; the precision is not the cause."
+    elif guidance is not None and abs(guidance) > EXTREME_GUIDANCE:
+        hint = (
+            f"The guidance scale is extreme (usual: 1 to 20); try a smaller one. "
+            f"Received: unconditional_guidance_scale={guidance!r}"
+        )
+    elif precision != "float32":
+        hint = "Try precision='float32' (or 'mixed_bfloat16', whose range matches float32)."
+    elif named:
+        hint = "Its inputs are finite: check the weights."
+    else:
+        hint = "Check the weights and the inputs for NaN/Inf."
     raise NonFiniteOutputError(
         f"{stage.capitalize()} produced NaN or Inf values under precision={precision!r}. {hint}"
     )

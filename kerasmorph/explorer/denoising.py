@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from kerasmorph import schedulers
+from kerasmorph._checks import check_float32
 from kerasmorph.explorer.batching import batch_indices, pad_rows, progress_callback, run_padded
 from kerasmorph.explorer.checks import check_finite
 from kerasmorph.explorer.walk import Walk
@@ -68,7 +69,16 @@ def denoise_walk(
     With `num_skipped_steps` = 0 the walk's noise is standard normal and is
     scaled by the scheduler's `init_noise_sigma`; otherwise it is already at
     the level of the first step run (`Explorer.noised_latents`).
+
+    Raises:
+        ValueError: for a guidance scale that is not finite (in float32), or
+            `num_skipped_steps` outside [0, num_steps).
+        NonFiniteOutputError: when a batch's latents have NaN or Inf, naming
+            the input that had them first.
     """
+    unconditional_guidance_scale = check_float32(
+        "unconditional_guidance_scale", unconditional_guidance_scale
+    )
     num_steps = scheduler.num_steps
     if not 0 <= num_skipped_steps < num_steps:
         raise ValueError(
@@ -111,5 +121,12 @@ def denoise_walk(
             )
 
         result = run_padded(sample, [latents, encodings], batch_size)
-        check_finite(result, "denoising", explorer.precision)
+        inputs = {
+            "encoded_text": encodings,
+            "latents" if num_skipped_steps else "diffusion_noise": noise,
+            "unconditional context": unconditional,
+        }
+        check_finite(
+            result, "denoising", explorer.precision, inputs, guidance=unconditional_guidance_scale
+        )
         yield result

@@ -945,7 +945,7 @@ class Explorer:
             )
         batch_size = self.batch_size_for(len(latents), batch_size)
         decoded = np.concatenate(list(map_batches(self._store.decode_batch, [latents], batch_size)))
-        check_finite(decoded, "decoding", "float32")
+        check_finite(decoded, "decoding", "float32", {"latents": latents})
         decoded = ((decoded + 1) / 2) * 255
         return np.clip(decoded, 0, 255).astype("uint8")
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from kerasmorph import images as images_lib
 from kerasmorph import schedulers
-from kerasmorph._checks import check_int, check_unit_interval
+from kerasmorph._checks import check_float32, check_int, check_unit_interval
 from kerasmorph.explorer.batching import map_batches, progress_callback
 from kerasmorph.explorer.checks import check_finite
 from kerasmorph.explorer.walk import derived_noise
@@ -125,6 +125,9 @@ def inpaint(
     scheduler: schedulers.Scheduler,
 ) -> InpaintResult:
     """Inpainting by latent mask blending; see `Explorer.inpaint`."""
+    unconditional_guidance_scale = check_float32(
+        "unconditional_guidance_scale", unconditional_guidance_scale
+    )
     pixels = explorer.load_images(image)
     if len(pixels) != 1:
         raise ValueError(f"`inpaint` takes one image. Received: {len(pixels)} images")
@@ -150,7 +153,13 @@ def inpaint(
         keep=keep,
         step_noise=(lambda call: derived_noise(noise, call)) if scheduler.stochastic else None,
     )
-    check_finite(final, "denoising", explorer.precision)
+    check_finite(
+        final,
+        "denoising",
+        explorer.precision,
+        {"encoded_text": encodings, "diffusion_noise": noise, "image latents": original},
+        guidance=unconditional_guidance_scale,
+    )
     generated = explorer.decode(final)
     composite = np.stack(
         [
@@ -171,6 +180,9 @@ def invert(
     num_refinements: int,
 ) -> np.ndarray:
     """DDIM inversion; see `Explorer.invert`."""
+    unconditional_guidance_scale = check_float32(
+        "unconditional_guidance_scale", unconditional_guidance_scale
+    )
     latents = explorer._check_noise(latents)
     if latents.ndim == 3:
         latents = latents[None]
@@ -195,5 +207,11 @@ def invert(
         )
 
     inverted = np.concatenate(list(map_batches(invert_batch, [latents, encodings], batch_size)))
-    check_finite(inverted, "inversion", explorer.precision)
+    check_finite(
+        inverted,
+        "inversion",
+        explorer.precision,
+        {"latents": latents, "encoded_text": encodings},
+        guidance=unconditional_guidance_scale,
+    )
     return inverted

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from kerasmorph.backend import keras_module
+from kerasmorph.errors import FileFormatError
 from kerasmorph.weights import load_torch_file
 
 
@@ -238,25 +239,44 @@ def _check_token(token: str) -> str:
     return token.lower()
 
 
-def _as_vectors(value: Any, where: str) -> np.ndarray:
+def _as_vectors(value: Any, where: str, path: Path) -> np.ndarray:
     if hasattr(value, "detach"):  # A torch tensor (no torch import needed to convert it).
         value = value.detach().float().cpu().numpy()
-    array = np.asarray(value, dtype=np.float32)
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise FileFormatError(
+            path, f"{where} is not an array of numbers. Received: {type(value).__name__}"
+        ) from None
     if array.ndim == 1:
         array = array[None]
     if array.ndim != 2 or array.shape[0] < 1:
-        raise ValueError(
-            f"An embedding must be a vector (D,) or vectors (n, D). "
-            f"Received: {where} of shape {array.shape}"
+        raise FileFormatError(
+            path,
+            f"an embedding must be a vector (D,) or vectors (n, D). "
+            f"Received: {where} of shape {array.shape}",
+        )
+    if not np.isfinite(array).all():
+        count = int(array.size - np.count_nonzero(np.isfinite(array)))
+        raise FileFormatError(
+            path,
+            f"the embedding {where} has {count} NaN/Inf values of {array.size}; "
+            "it would make every image it is used in NaN",
         )
     return array
 
 
 def _read_file(path: Path) -> dict[str, Any]:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
-        return dict(load_file(str(path)))
+        try:
+            return dict(load_file(str(path)))
+        except SafetensorError as error:  # A truncated file, garbage bytes, a bad header.
+            raise FileFormatError(
+                path, f"not a readable safetensors embedding file ({error})"
+            ) from None
     if path.suffix in (".pt", ".bin", ".ckpt", ".pth"):
         return dict(load_torch_file(path))
     raise ValueError(
@@ -280,8 +300,12 @@ def load_textual_inversion(
         A list of `TextualInversion` (usually one).
 
     Raises:
-        ValueError: for an unknown layout, a bad token, or vectors that are
-            not (D,) or (n, D).
+        FileNotFoundError: when `path` is not a file.
+        FileFormatError: (a `ValueError`) naming the file, for a file that is
+            not readable as its suffix says (garbage bytes, a truncated or
+            malformed safetensors file), or vectors that are not (D,) or
+            (n, D), or not finite.
+        ValueError: for an unknown layout or a bad token.
         ImportError: for a `.pt`/`.bin` file when torch is not installed.
     """
     path = Path(path).expanduser()
@@ -295,12 +319,13 @@ def load_textual_inversion(
                 f"Expected one embedding in string_to_param of {path}. "
                 f"Received: keys {sorted(params)}"
             )
-        vectors = _as_vectors(next(iter(params.values())), "string_to_param")
+        vectors = _as_vectors(next(iter(params.values())), "string_to_param", path)
         return [TextualInversion(_check_token(token or path.stem), vectors)]
     if "emb_params" in content:  # A1111 .safetensors
         return [
             TextualInversion(
-                _check_token(token or path.stem), _as_vectors(content["emb_params"], "emb_params")
+                _check_token(token or path.stem),
+                _as_vectors(content["emb_params"], "emb_params", path),
             )
         ]
     if any(key.startswith("clip_") for key in content):
@@ -317,6 +342,6 @@ def load_textual_inversion(
             f"Received: token={token!r}"
         )
     return [
-        TextualInversion(_check_token(token or key), _as_vectors(value, key))
+        TextualInversion(_check_token(token or key), _as_vectors(value, key, path))
         for key, value in entries.items()
     ]
