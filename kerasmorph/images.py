@@ -13,6 +13,19 @@ an explicit policy — never silently:
 Masks follow the inpainting convention: white = repaint, black = keep. Any
 size or mode is accepted; a mask is converted to greyscale, resized to the
 image size (bilinear) and binarised at `threshold`.
+
+Files (and PIL images) of any mode are brought to 8 bits the same way for
+images and masks: 16-bit greyscale (`I;16`, `I;16B`, `I;16L`, and `I`,
+read as 0–65535) is scaled by 255/65535, not clipped; palette images (`P`,
+with or without transparency) and `PA` go through RGBA; `CMYK` and `YCbCr`
+through Pillow's conversion to RGB (an embedded ICC profile is not applied);
+alpha is then dropped (`LA`, `RGBA`). A file's EXIF orientation is applied
+(`PIL.ImageOps.exif_transpose`), so a phone photo loads the way it is shown.
+A file of more than `max_pixels` pixels (default `MAX_IMAGE_PIXELS`,
+8192 × 8192) is refused from its header, before it is decoded, with one
+`ResourceLimitError` line naming the file, its size and the limit, instead
+of Pillow's `DecompressionBombError` (Pillow's own limit, 2 ×
+`PIL.Image.MAX_IMAGE_PIXELS` ≈ 179 Mpx, still applies above that).
 """
 
 from __future__ import annotations
@@ -22,30 +35,32 @@ import warnings
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from kerasmorph.errors import ResourceLimitError
 
 Fit = Literal["resize", "center-crop", "pad"]
 FITS: tuple[str, ...] = ("resize", "center-crop", "pad")
 
+# The most pixels an image or mask file may have: 8192 x 8192 (67 Mpx, 201 MB
+# as RGB), far above any model size, far below what decoding could exhaust.
+MAX_IMAGE_PIXELS = 8192 * 8192
+# Modes holding one 16-bit grey channel (mode "I", 32-bit, is read as 0-65535 too).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# Modes kept as they are by `_to_8bit`: Pillow converts them to RGB or L exactly.
+_EIGHT_BIT_MODES = ("L", "LA", "RGB", "RGBA")
 
-def _to_pil(source: Any, name: str) -> Image.Image:
-    """Opens a path, passes a PIL image through, or wraps an array."""
+
+def _to_pil(source: Any, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Opens a path, passes a PIL image through, or wraps an array.
+
+    Returns an image of mode L, LA, RGB or RGBA (`_to_8bit`), EXIF
+    orientation applied to files and PIL images.
+    """
     if isinstance(source, Image.Image):
-        return source
+        return _to_8bit(ImageOps.exif_transpose(source), name)
     if isinstance(source, (str, os.PathLike)):
-        try:
-            with Image.open(source) as image:
-                image.load()
-                return image.copy()
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"No such {name} file. Received: {name}={str(source)!r}"
-            ) from None
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(
-                f"Could not read the {name} file as an image ({error}). Received: "
-                f"{name}={str(source)!r}"
-            ) from None
+        return _open(source, name, max_pixels)
     array = np.asarray(source)
     if (
         array.size == 0
@@ -75,26 +90,122 @@ def _to_pil(source: Any, name: str) -> Image.Image:
     return Image.fromarray(array)
 
 
+def _open(path: str | os.PathLike, name: str, max_pixels: int) -> Image.Image:
+    """Reads an image file: size checked from the header, then decoded and made 8-bit."""
+    try:
+        with warnings.catch_warnings():
+            # The size is checked below, against `max_pixels`, before decoding.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
+            check_pixel_count(image.size, path, name, max_pixels)
+            image.load()
+            return _to_8bit(ImageOps.exif_transpose(image), name)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No such {name} file. Received: {name}={str(path)!r}") from None
+    except Image.DecompressionBombError as error:
+        # Over Pillow's own limit (2 x Image.MAX_IMAGE_PIXELS), which refuses
+        # the file inside Image.open, before its size can be read here.
+        raise ResourceLimitError(
+            f"The {name} file {str(path)!r} is too large to open ({error}); "
+            f"the limit is {max_pixels:,} pixels. Downscale it first."
+        ) from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(
+            f"Could not read the {name} file as an image ({error}). Received: {name}={str(path)!r}"
+        ) from None
+
+
+def check_pixel_count(
+    size: tuple[int, int],
+    path: str | os.PathLike,
+    name: str = "image",
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> None:
+    """Refuses an image file with more than `max_pixels` pixels, before decoding it.
+
+    Args:
+        size: `(width, height)` as `PIL.Image.open(path).size` reads it from
+            the header.
+        path: the file, for the message.
+        name: what the file is (`"image"`, `"mask"`), for the message.
+        max_pixels: the most pixels accepted; default `MAX_IMAGE_PIXELS`.
+
+    Raises:
+        ResourceLimitError: a `ValueError` of one line naming the file, its
+            size and the limit.
+    """
+    width, height = size
+    if width * height > max_pixels:
+        limit = "MAX_IMAGE_PIXELS, 8192x8192" if max_pixels == MAX_IMAGE_PIXELS else "max_pixels"
+        raise ResourceLimitError(
+            f"The {name} file {str(path)!r} is {width}x{height} = {width * height:,} pixels, "
+            f"over the limit of {max_pixels:,} pixels ({limit}). Downscale it first."
+        )
+
+
+def _to_8bit(image: Image.Image, name: str) -> Image.Image:
+    """Brings any Pillow mode to L, LA, RGB or RGBA (8 bits per channel).
+
+    16-bit grey is scaled by 255/65535 (Pillow's `convert("L")` would clip
+    it at 255); palette images go through RGBA so a transparent index keeps
+    its alpha (Pillow warns when converting them straight to RGB).
+    """
+    mode = image.mode
+    if mode in _EIGHT_BIT_MODES:
+        return image
+    if mode in _SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.float64)
+        grey = np.round(np.clip(values, 0, 65535) * (255 / 65535)).astype(np.uint8)
+        return Image.fromarray(grey, mode="L")
+    if mode == "P":
+        return image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if mode in ("PA", "RGBa"):
+        return image.convert("RGBA")
+    if mode == "La":
+        return image.convert("LA")
+    if mode == "1":
+        return image.convert("L")
+    try:
+        return image.convert("RGB")
+    except ValueError as error:
+        raise ValueError(
+            f"Cannot convert the {name} from mode {mode!r} to RGB ({error}). Accepted: "
+            "greyscale (8 or 16 bits), palette, RGB(A), CMYK or YCbCr images."
+        ) from None
+
+
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"`size` must be (height, width) > 0. Received: size={size!r}")
     return int(size[0]), int(size[1])
 
 
-def load_image(image: Any, size: tuple[int, int], *, fit: Fit = "resize") -> np.ndarray:
+def load_image(
+    image: Any,
+    size: tuple[int, int],
+    *,
+    fit: Fit = "resize",
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> np.ndarray:
     """Loads an image and brings it to `size` by an explicit policy.
 
     Args:
         image: a path, a PIL image, or an array (uint8, or float in [0, 1];
             greyscale, RGB or RGBA — alpha is dropped, greyscale repeated).
+            Files of any mode are read as the module docstring says (16-bit
+            grey scaled, palette, CMYK, EXIF orientation applied).
         size: `(height, width)` in pixels.
         fit: `"resize"`, `"center-crop"` or `"pad"` (see the module docstring).
+        max_pixels: the most pixels an image file may have; default
+            `MAX_IMAGE_PIXELS` (8192 × 8192).
 
     Returns:
         uint8 array (height, width, 3).
 
     Raises:
         FileNotFoundError: for a missing file.
+        ResourceLimitError: (a `ValueError`) for a file over `max_pixels`.
         ValueError: for an unreadable file, a wrong array shape or range, or
             an unknown `fit`.
 
@@ -108,7 +219,7 @@ def load_image(image: Any, size: tuple[int, int], *, fit: Fit = "resize") -> np.
         valid = ", ".join(repr(f) for f in FITS)
         raise ValueError(f"`fit` must be one of {valid}. Received: fit={fit!r}")
     height, width = _check_size(size)
-    pil = _to_pil(image, "image").convert("RGB")
+    pil = _to_pil(image, "image", max_pixels).convert("RGB")
     if fit == "resize":
         pil = pil.resize((width, height), Image.Resampling.LANCZOS)
     elif fit == "center-crop":
@@ -132,25 +243,35 @@ def load_image(image: Any, size: tuple[int, int], *, fit: Fit = "resize") -> np.
     return np.asarray(pil, dtype=np.uint8)
 
 
-def load_mask(mask: Any, size: tuple[int, int], *, threshold: float = 0.5) -> np.ndarray:
+def load_mask(
+    mask: Any,
+    size: tuple[int, int],
+    *,
+    threshold: float = 0.5,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+) -> np.ndarray:
     """Loads an inpainting mask: white = repaint, black = keep.
 
     Args:
         mask: a path, a PIL image or an array of any size and mode (colour
-            masks are converted to greyscale; bool arrays are used as is).
+            masks are converted to greyscale, 16-bit ones scaled to 8 bits;
+            bool arrays are used as is; a file's EXIF orientation is applied).
         size: `(height, width)` of the image it applies to.
         threshold: grey level in (0, 1) above which a pixel is repainted.
+        max_pixels: the most pixels a mask file may have; default
+            `MAX_IMAGE_PIXELS` (8192 × 8192).
 
     Returns:
         float32 array (height, width) of 0.0 (keep) and 1.0 (repaint).
 
     Raises:
+        ResourceLimitError: (a `ValueError`) for a file over `max_pixels`.
         ValueError: for an unreadable or empty mask, or a bad threshold.
     """
     if not 0 < threshold < 1:
         raise ValueError(f"`threshold` must be in (0, 1). Received: threshold={threshold!r}")
     height, width = _check_size(size)
-    pil = _to_pil(mask, "mask")
+    pil = _to_pil(mask, "mask", max_pixels)
     if pil.mode in ("RGBA", "LA") and pil.getextrema()[-1][0] < 255:
         warnings.warn(
             "The mask has transparency; only its grey levels are used (white = repaint).",

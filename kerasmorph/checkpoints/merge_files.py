@@ -4,19 +4,32 @@ The arithmetic is `kerasmorph.merging`'s (numpy, one tensor at a time); this
 module opens the inputs lazily (`LazyTensors`), checks that they share one
 format, streams the merged tensors into the writers, and copies what a merge
 does not compute (configs, scheduler, tokenizer) from the target folder.
+
+A merge never replaces one of its inputs (`kerasmorph.paths`), and what it
+writes appears whole or not at all: a single file is written to a hidden
+temporary name and renamed; a diffusers folder is built in a fresh hidden
+folder beside `out` and swapped in at the end, so nothing of an earlier
+folder there (a `unet/*.bin`, an old `text_encoder/`) survives into the
+merge. A populated `out` is replaced only when kerasmorph wrote it (it holds
+`MERGE_RECORD` or a conversion's `kerasmorph.json`); any other non-empty
+folder is refused. Hidden folders left by a killed merge are removed by the
+next merge into the same `out`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from kerasmorph import merging
+from kerasmorph.atomic import atomic_path
 from kerasmorph.checkpoints.sources import (
     CheckpointError,
     CheckpointFormat,
@@ -24,8 +37,17 @@ from kerasmorph.checkpoints.sources import (
     checkpoint_format,
 )
 from kerasmorph.checkpoints.writers import save_diffusers_stream, save_safetensors_stream
+from kerasmorph.paths import check_output_not_input
+from kerasmorph.weights import MANIFEST_NAME
 
 _FORMAT_NAMES = {"compvis": "a single file", "diffusers": "a diffusers folder"}
+# Written into every merged diffusers folder: how it was made, and the mark
+# that lets a later merge replace the folder.
+MERGE_RECORD = "kerasmorph_merge.json"
+# The suffixes of the hidden folders a diffusers merge is built in, and of
+# the folder it replaces until that is deleted.
+_STAGING_SUFFIX = ".merging"
+_REPLACED_SUFFIX = ".replaced"
 # Weight files are never copied from a merged subfolder (a stale `.bin` or
 # `.fp16.safetensors` next to the merged file would contradict it) nor from
 # a folder's top level (some Hub repositories keep a 4 GB single file there).
@@ -155,7 +177,10 @@ def _copy_pipeline_files(target: Path, out: Path, merged: Mapping[str, Path]) ->
         if entry.name.startswith("."):  # A Hub download's .cache/, .gitattributes.
             continue
         if entry.is_file():
-            if not entry.name.endswith(_WEIGHT_SUFFIXES):  # model_index.json.
+            # model_index.json; not a conversion's manifest or a merge record,
+            # which would describe files this folder does not have.
+            own = entry.name in (MANIFEST_NAME, MERGE_RECORD)
+            if not entry.name.endswith(_WEIGHT_SUFFIXES) and not own:
                 shutil.copy2(entry, out / entry.name)
         elif entry.is_dir() and entry.name not in merged:
             # scheduler/, tokenizer/, and components kerasmorph does not merge:
@@ -176,28 +201,104 @@ def _copy_pipeline_files(target: Path, out: Path, merged: Mapping[str, Path]) ->
     return unmerged
 
 
-def _check_merge_out(out: Path, file_format: CheckpointFormat, inputs: Iterable[Path]) -> None:
+def _check_merge_out(
+    out: Path, file_format: CheckpointFormat, inputs: Mapping[str, str | os.PathLike]
+) -> None:
     if file_format == "compvis":
         if out.suffix != ".safetensors" or out.is_dir():
             raise ValueError(
                 "Single files merge into a .safetensors file: `out` must end in "
                 f".safetensors. Received: out={str(out)!r}"
             )
+        check_output_not_input(out, inputs, flag="out")
         return
     if out.suffix in _WEIGHT_SUFFIXES or out.is_file():
         raise ValueError(
             "diffusers folders merge into a diffusers folder: `out` must be a "
             f"directory, not a file. Received: out={str(out)!r}"
         )
-    resolved = out.resolve()
-    for path in inputs:
-        folder = path.expanduser().resolve()
-        if resolved == folder or folder in resolved.parents:
-            raise ValueError(
-                "`out` must not be an input folder or lie inside one (its files "
-                f"are read while the output is written). Received: out={str(out)!r}, "
-                f"input {str(path)!r}"
-            )
+    # The whole folder is replaced: no input may be it, hold it or lie in it.
+    check_output_not_input(out, inputs, flag="out", replaces_contents=True)
+    if out.is_dir() and any(out.iterdir()) and not _written_by_kerasmorph(out):
+        raise ValueError(
+            "`out` is a non-empty folder that kerasmorph did not write (no "
+            f"{MERGE_RECORD} or {MANIFEST_NAME}); a merge replaces the whole folder, so "
+            f"give a new or empty one. Received: out={str(out)!r}"
+        )
+
+
+def _written_by_kerasmorph(folder: Path) -> bool:
+    """Whether `folder` is an earlier merge's output or a conversion's."""
+    return (folder / MERGE_RECORD).is_file() or (folder / MANIFEST_NAME).is_file()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # Exists (another user's), or cannot tell: keep its folder.
+    return True
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Removes the hidden folders of killed merges into `out`.
+
+    `.NAME.PID.HEX.merging` (a merge being built) and `.NAME.PID.HEX.replaced`
+    (the folder it replaces, until deleted) whose process no longer runs.
+    """
+    if not out.parent.is_dir():
+        return
+    for suffix in (_STAGING_SUFFIX, _REPLACED_SUFFIX):
+        for entry in out.parent.glob(f".{out.name}.*{suffix}"):
+            pid = entry.name[len(out.name) + 2 :].split(".")[0]
+            if entry.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _staged_folder(out: Path) -> Iterator[Path]:
+    """Yields a fresh hidden folder beside `out`; on success, swaps it in for `out`.
+
+    On any exception (Ctrl-C included) the folder is removed and `out` is
+    left as it was. The swap renames the old `out` aside, the new folder in,
+    then deletes the old one.
+    """
+    _remove_stale_staging(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    token = f"{os.getpid()}.{secrets.token_hex(4)}"
+    staging = out.with_name(f".{out.name}.{token}{_STAGING_SUFFIX}")
+    staging.mkdir()
+    try:
+        yield staging
+        if out.exists():
+            old = out.with_name(f".{out.name}.{token}{_REPLACED_SUFFIX}")
+            os.rename(out, old)
+            os.rename(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_merge_record(folder: Path, target, terms, target_coef, take, dtype) -> None:
+    """Writes `MERGE_RECORD`: the merge's inputs and coefficients."""
+    record = {
+        "format": 1,
+        "target": str(Path(target).expanduser().resolve()),
+        "target_coef": float(target_coef),
+        "terms": [
+            [float(coefficient), str(Path(path).expanduser().resolve())]
+            for coefficient, path in terms
+        ],
+        "take": {name: str(Path(path).expanduser().resolve()) for name, path in take.items()},
+        "dtype": dtype,
+    }
+    with atomic_path(folder / MERGE_RECORD) as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 def _check_merge_options(terms, target_coef: float, take: Mapping, dtype: str | None) -> None:
@@ -307,7 +408,10 @@ def merge_checkpoints(
 
     Args:
         out: a `.safetensors` file (single files) or a folder (diffusers
-            folders; created if needed). Existing files are replaced.
+            folders; created if needed), never an input (nor, for folders,
+            inside one or holding one). An existing file is replaced; an
+            existing folder is replaced whole (built beside it, then swapped
+            in) when kerasmorph wrote it or it is empty, else refused.
         target: the model whose names, shapes and leftovers the result keeps
             (for folders, also its configs).
         terms: `(coefficient, checkpoint)` pairs; a path may repeat, even
@@ -326,9 +430,10 @@ def merge_checkpoints(
         CheckpointError: for inputs of mixed formats (each named), a folder
             that is not a diffusers folder, or a `take` folder without the
             component.
-        ValueError: for an `out` that does not fit the format (or is an input
-            folder), a non-finite coefficient, an unknown `take` component or
-            a `dtype` that is not floating point.
+        ValueError: for an `out` that does not fit the format, is (or is
+            inside, or holds) an input, or is a non-empty folder kerasmorph
+            did not write; a non-finite coefficient, an unknown `take`
+            component or a `dtype` that is not floating point.
 
     Example:
 
@@ -349,16 +454,22 @@ def merge_checkpoints(
     }
     file_format = check_same_format(inputs)
     out = Path(out).expanduser()
-    _check_merge_out(out, file_format, [Path(path) for path in inputs.values()])
+    _check_merge_out(out, file_format, inputs)
     report = merging.MergeRecorder()
-    written = _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report)
     if file_format == "compvis":
+        # Streamed into a hidden temporary file, renamed over `out` at the end.
+        _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report)
         return report.freeze()
-    config_sources = {
-        subfolder: Path(take.get(subfolder, target)).expanduser() for subfolder in written
-    }
-    for subfolder in _copy_pipeline_files(Path(target).expanduser(), out, config_sources):
-        report.kept.append(
-            (f"{subfolder}/", "a component kerasmorph does not merge, copied from the target")
+    with _staged_folder(out) as staging:
+        written = _stream_merge(
+            staging, file_format, target, terms, target_coef, take, dtype, report
         )
+        config_sources = {
+            subfolder: Path(take.get(subfolder, target)).expanduser() for subfolder in written
+        }
+        for subfolder in _copy_pipeline_files(Path(target).expanduser(), staging, config_sources):
+            report.kept.append(
+                (f"{subfolder}/", "a component kerasmorph does not merge, copied from the target")
+            )
+        _write_merge_record(staging, target, terms, target_coef, take, dtype)
     return report.freeze()

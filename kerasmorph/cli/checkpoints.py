@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from kerasmorph.cli.arguments import SharedArguments
+from kerasmorph.cli.arguments import SharedArguments, finite_float
+from kerasmorph.cli.checks import check_outputs
 from kerasmorph.cli.session import CommandError, Session
 
 # Suffixes that name a checkpoint file, never a diffusers folder.
@@ -72,7 +73,7 @@ def _register_merge(subparsers) -> None:
     merge.add_argument(
         "--add-difference", nargs=3, metavar=("A", "B", "C"), help="A + alpha x (B - C)"
     )
-    merge.add_argument("--alpha", type=float, default=0.5, help="default 0.5")
+    merge.add_argument("--alpha", type=finite_float, default=0.5, help="default 0.5")
     merge.add_argument(
         "--take-vae",
         metavar="FROM",
@@ -101,16 +102,17 @@ def _model_and_coefficient(text: str) -> tuple[str, float]:
     if not separator or not path:
         raise argparse.ArgumentTypeError(f"expected PATH:COEFFICIENT, got {text!r}")
     try:
-        return path, float(value)
-    except ValueError:
+        return path, finite_float(value)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"expected PATH:COEFFICIENT with a number, got {text!r}"
+            f"expected PATH:COEFFICIENT with a finite number, got {text!r}"
         ) from None
 
 
 def run_convert(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import checkpoints
 
+    check_outputs({"--out": args.out}, {"CHECKPOINT": args.checkpoint})
     result = checkpoints.convert(
         args.checkpoint,
         args.out,
@@ -182,6 +184,14 @@ def run_merge(args: argparse.Namespace, session: Session) -> int:
     file_format = checkpoints.check_same_format(inputs)
     merged = _merged_path(args.out, file_format)
     out = Path(args.out)
+    # A diffusers merge replaces the whole --out folder; a single-file merge
+    # writes MERGED (and, into a directory --out, the KerasCV conversion).
+    outputs = (
+        {"--out": out}
+        if file_format == "diffusers"
+        else {"--out": out, "--out (merged file)": merged}
+    )
+    check_outputs(outputs, inputs, directories=("--out",) if file_format == "diffusers" else ())
     report = checkpoints.merge_checkpoints(
         merged,
         target,
@@ -212,6 +222,7 @@ def run_similarity(args: argparse.Namespace, session: Session) -> int:
     if args.base is not None:
         inputs["--base"] = args.base
     checkpoints.check_same_format(inputs)
+    check_outputs({"--plot": args.plot, "--csv": args.csv}, inputs)
     with contextlib.ExitStack() as stack:
         a, b = (stack.enter_context(checkpoints.LazyTensors(path)) for path in (args.a, args.b))
         if args.base is not None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
 from kerasmorph.cli.arguments import SharedArguments, build_scheduler, own_arguments, positive_int
+from kerasmorph.cli.checks import check_images, check_outputs, clamp_batch_size, model_inputs
 from kerasmorph.cli.output import check_image_out
 from kerasmorph.cli.session import Session
 
@@ -31,13 +34,23 @@ def run_generate(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import export
 
     out = check_image_out(args.out)
+    for path in _numbered_outputs(out, args.num_images, model_inputs(args)):
+        check_outputs({"--out": path}, model_inputs(args))
+    check_images(
+        args,
+        args.num_images,
+        request=f"--num-images {args.num_images}" if args.num_images > 1 else "one image",
+        fewer="fewer --num-images",
+    )
+    clamp_batch_size(args, session, args.num_images)
     explorer = session.explorer_for(args)
     encoding = explorer.encode_text(
         args.prompt, truncate=args.truncate, long_prompts=args.long_prompts
     )
     images = explorer.generate_image(
         encoding,
-        batch_size=args.batch_size or args.num_images,
+        # Default: the Explorer's batch size (at most the images), not all at once.
+        batch_size=args.batch_size,
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
         scheduler=build_scheduler(args),
@@ -48,9 +61,27 @@ def run_generate(args: argparse.Namespace, session: Session) -> int:
         paths = [export.save_frame(out, images[0])]
     else:
         paths = [
-            export.save_frame(out.with_name(f"{out.stem}_{index:03d}{out.suffix}"), image)
-            for index, image in enumerate(images)
+            export.save_frame(_numbered(out, index), image) for index, image in enumerate(images)
         ]
     for path in paths:
         print(path)
     return 0
+
+
+def _numbered(out: Path, index: int) -> Path:
+    """Where image `index` of several goes: OUT_000.png, OUT_001.png, ..."""
+    return out.with_name(f"{out.stem}_{index:03d}{out.suffix}")
+
+
+def _numbered_outputs(out: Path, num_images: int, inputs) -> list[Path]:
+    """The files `generate` writes that an input could be: --out, or the numbered
+    files among the inputs' names (found from the inputs, not by listing them all)."""
+    if num_images == 1:
+        return [out]
+    pattern = re.compile(rf"{re.escape(out.stem)}_(\d{{3,}}){re.escape(out.suffix)}")
+    found = []
+    for path in inputs.values():
+        match = path is not None and pattern.fullmatch(Path(path).name)
+        if match and int(match.group(1)) < num_images:
+            found.append(_numbered(out, int(match.group(1))))
+    return found

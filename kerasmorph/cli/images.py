@@ -8,10 +8,21 @@ from collections.abc import Sequence
 from kerasmorph.cli.arguments import (
     SharedArguments,
     build_scheduler,
+    finite_range,
+    non_negative_float,
     non_negative_int,
     own_arguments,
     resolve_schedule,
     unit_float,
+)
+from kerasmorph.cli.checks import (
+    check_image_size,
+    check_images,
+    check_outputs,
+    check_render,
+    clamp_batch_size,
+    is_directory_out,
+    model_inputs,
 )
 from kerasmorph.cli.output import IMAGE_SUFFIXES, check_image_out, check_output_path, write_frames
 from kerasmorph.cli.render import render_walk
@@ -39,7 +50,12 @@ def register(subparsers, shared: SharedArguments) -> None:
         choices=("strength", "guidance", "num_steps", "prompt_weight"),
         default="strength",
     )
-    own.add_argument("--range", required=True, help="start:stop:step (stop included) or a,b,c")
+    own.add_argument(
+        "--range",
+        required=True,
+        type=finite_range,
+        help="start:stop:step (stop included) or a,b,c",
+    )
     own.add_argument(
         "--strength", type=unit_float, default=0.75, help="img2img strength when not swept"
     )
@@ -63,7 +79,12 @@ def _register_inpaint(subparsers, shared: SharedArguments) -> None:
         help="the result with the original pasted outside the mask (feathered)",
     )
     own.add_argument("--raw-out", help="also write the decoded result without the paste")
-    own.add_argument("--feather", type=float, default=4.0, help="mask edge blur radius in pixels")
+    own.add_argument(
+        "--feather",
+        type=non_negative_float,
+        default=4.0,
+        help="mask edge blur radius in pixels",
+    )
     subparsers.add_parser(
         "inpaint",
         help="repaint the white part of a mask",
@@ -93,10 +114,25 @@ def _loaded_images(explorer, paths: Sequence[str], fit: str):
     return explorer.load_images(list(paths), fit=fit)
 
 
+def _sweep_count(text: str) -> int:
+    """How many values --range has, counted without listing them (0: let parse_range say)."""
+    from kerasmorph import limits
+
+    if ":" not in text:
+        return len([part for part in text.split(",") if part.strip()])
+    try:
+        start, stop, step = (float(part) for part in text.split(":"))
+    except ValueError:
+        return 0
+    return limits.range_count(start, stop, step)
+
+
 def run_img2img(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import export
 
     out = check_image_out(args.out)
+    check_outputs({"--out": out}, {"IMAGE": args.image, **model_inputs(args)})
+    check_image_size(args)
     explorer = session.explorer_for(args)
     image = _loaded_images(explorer, [args.image], args.fit)
     frames = explorer.image_to_image(
@@ -117,6 +153,18 @@ def run_sweep(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import plotting, sweeps
 
     out = check_output_path(args.out)
+    directories = ("--out",) if is_directory_out(args.out) else ()
+    check_outputs(
+        {"--out": out}, {"IMAGE": args.image, **model_inputs(args)}, directories=directories
+    )
+    count = _sweep_count(args.range)
+    check_images(
+        args,
+        count,
+        request=f"--range {args.range} ({count:,} values)",
+        fewer="a coarser --range (fewer values)",
+        num_values=count,
+    )
     values = sweeps.parse_range(args.range)
     explorer = session.explorer_for(args)
     image = _loaded_images(explorer, [args.image], args.fit)
@@ -144,6 +192,9 @@ def run_inpaint(args: argparse.Namespace, session: Session) -> int:
 
     out = check_image_out(args.out)
     raw = check_image_out(args.raw_out) if args.raw_out else None
+    inputs = {"IMAGE": args.image, "MASK": args.mask, **model_inputs(args)}
+    check_outputs({"--out": out, "--raw-out": raw}, inputs)
+    check_image_size(args)
     explorer = session.explorer_for(args)
     image = _loaded_images(explorer, [args.image], args.fit)
     result = explorer.inpaint(
@@ -176,6 +227,11 @@ def run_morph_images(args: argparse.Namespace, session: Session) -> int:
             "morph-images inverts the images with DDIM and must render with it to start "
             f"and end on them: use --scheduler ddim. Received: --scheduler {args.scheduler}"
         )
+    inputs = {f"IMAGE #{index}": path for index, path in enumerate(args.images, 1)}
+    directories = ("--out",) if is_directory_out(args.out) else ()
+    check_outputs({"--out": args.out}, {**inputs, **model_inputs(args)}, directories=directories)
+    check_render(args, args.frames, walk="path", request=f"--frames {args.frames}")
+    clamp_batch_size(args, session, args.frames)
 
     def build(explorer):
         images = _loaded_images(explorer, args.images, args.fit)

@@ -11,10 +11,19 @@ import argparse
 from kerasmorph.cli.arguments import (
     SharedArguments,
     build_scheduler,
+    finite_float,
     non_negative_int,
     own_arguments,
+    positive_float,
     positive_int,
     resolve_schedule,
+)
+from kerasmorph.cli.checks import (
+    check_outputs,
+    check_render,
+    clamp_batch_size,
+    is_directory_out,
+    model_inputs,
 )
 from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.render import render_spec
@@ -41,8 +50,10 @@ def register(subparsers, shared: SharedArguments) -> None:
 
     own = own_arguments()
     own.add_argument("prompt")
-    own.add_argument("--step-size", type=float, default=0.005, help="element-wise step")
-    own.add_argument("--norm", type=float, default=None, help="L2 length of each step instead")
+    own.add_argument("--step-size", type=finite_float, default=0.005, help="element-wise step")
+    own.add_argument(
+        "--norm", type=positive_float, default=None, help="L2 length of each step instead"
+    )
     own.add_argument(
         "--direction-seed",
         type=non_negative_int,
@@ -74,7 +85,45 @@ def register(subparsers, shared: SharedArguments) -> None:
     ).set_defaults(run=run_morph_seeds)
 
 
+def _check(
+    args: argparse.Namespace,
+    session: Session,
+    num_frames: int,
+    *,
+    walk: str,
+    request: str,
+    fewer: str = "fewer --frames",
+    num_encodings: int = 0,
+) -> None:
+    """The up-front checks of a walk command: --out not an input, the render fits,
+    and an explicit --batch-size above the frames clamped to them."""
+    directories = ("--out",) if is_directory_out(args.out) else ()
+    check_outputs({"--out": args.out}, model_inputs(args), directories=directories)
+    if getattr(args, "adaptive", None) is not None:
+        # The refined frames (at most --max-frames) are kept, then written.
+        num_held = max(num_frames, args.max_frames or 0)
+        plot = _plot_path(check_output_path(args.out))
+        check_outputs({"--out (plot)": plot}, model_inputs(args))
+        check_render(args, num_held, walk=walk, request=request, num_held=num_held)
+    else:
+        check_render(
+            args,
+            num_frames,
+            walk=walk,
+            request=request,
+            fewer=fewer,
+            num_encodings=num_encodings,
+        )
+    clamp_batch_size(args, session, num_frames)
+
+
+def _plot_path(out):
+    """Where an adaptive render's plot of the changes goes, beside --out."""
+    return out.with_name(f"{out.stem or out.name}.changes.png")
+
+
 def run_interpolate(args: argparse.Namespace, session: Session) -> int:
+    _check(args, session, args.frames, walk="path", request=f"--frames {args.frames}")
     if args.adaptive is not None:
         import numpy as np
 
@@ -96,6 +145,16 @@ def run_interpolate(args: argparse.Namespace, session: Session) -> int:
 
 
 def run_grid(args: argparse.Namespace, session: Session) -> int:
+    num_cells = args.size * args.size
+    _check(
+        args,
+        session,
+        num_cells,
+        walk="positions",
+        request=f"--size {args.size} ({num_cells:,} frames)",
+        fewer="a smaller --size",
+        num_encodings=num_cells,
+    )
     return render_spec(
         args,
         session,
@@ -110,6 +169,7 @@ def run_grid(args: argparse.Namespace, session: Session) -> int:
 
 
 def run_walk(args: argparse.Namespace, session: Session) -> int:
+    _check(args, session, args.frames, walk="positions", request=f"--frames {args.frames}")
     options = {
         "step_size": None if args.norm is not None else args.step_size,
         "norm": args.norm,
@@ -128,11 +188,13 @@ def run_walk(args: argparse.Namespace, session: Session) -> int:
 
 
 def run_loop(args: argparse.Namespace, session: Session) -> int:
+    _check(args, session, args.frames, walk="positions", request=f"--frames {args.frames}")
     schedule = resolve_schedule(args, "linear")
     return render_spec(args, session, "loop", [args.prompt], [args.seed], args.frames, schedule, {})
 
 
 def run_morph_seeds(args: argparse.Namespace, session: Session) -> int:
+    _check(args, session, args.frames, walk="path", request=f"--frames {args.frames}")
     if args.adaptive is not None:
         import numpy as np
 
@@ -178,7 +240,7 @@ def _render_adaptive(
     )
     print(write_frames(out, result.frames, args))
     figure = adaptive.plot_changes(result)
-    plot = out.with_name(f"{out.stem or out.name}.changes.png")
+    plot = _plot_path(out)
     figure.savefig(plot)
     print(
         f"{plot}: {len(result.positions)} frames, largest change "

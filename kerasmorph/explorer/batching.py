@@ -4,15 +4,25 @@ Every model call runs on batches of one fixed shape — the last batch is
 padded by repeating its last row and the padding dropped — so any number of
 rows runs through one compiled shape without retracing, and memory is
 bounded by the batch size.
+
+A batch size is never rounded silently, and a loop keeps the batch size it
+was given even when it has fewer rows (a resumed render pads its last few
+frames to the spec's batch, so they match the first run's). Only where the
+whole count is known — a command's total frames — does `clamp_batch_size`
+bring an explicit batch size above it down to it, with a logged note, so 3
+frames never run padded to a million rows.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from kerasmorph._checks import check_count
+
+logger = logging.getLogger(__name__)
 
 
 def batch_indices(num_rows: int, batch_size: int) -> Iterator[np.ndarray]:
@@ -82,6 +92,43 @@ def resolve_batch_size(
             f"strategy. Received: batch_size={batch_size}"
         )
     return int(batch_size)
+
+
+def clamp_batch_size(num_rows: int, batch_size: int | None, num_replicas: int = 1) -> int | None:
+    """An explicit batch size larger than a whole job's rows, clamped to them.
+
+    `ceil(num_rows / num_replicas) * num_replicas` when `batch_size` is
+    larger than that, with a warning logged ("batch_size=1000000 is larger
+    than the 3 frames to render: using 3"); else `batch_size` unchanged (None stays None:
+    the default is already at most `num_rows`). Call it with the total of a
+    job, not with a part of it: a resumed render must keep its batch shape.
+
+    Args:
+        num_rows: the job's rows (frames, images), >= 1.
+        batch_size: the batch size asked for, or None.
+        num_replicas: replicas of the strategy (a batch is a multiple of it).
+
+    Returns:
+        The batch size to use, or None.
+
+    Example:
+
+    ```python
+    kerasmorph.explorer.batching.clamp_batch_size(3, 1_000_000)  # 3, and a logged note
+    ```
+    """
+    if batch_size is None:
+        return None
+    clamped = -(-num_rows // num_replicas) * num_replicas
+    if batch_size <= clamped:
+        return batch_size
+    logger.warning(
+        "batch_size=%d is larger than the %d frames to render: using %d.",
+        batch_size,
+        num_rows,
+        clamped,
+    )
+    return clamped
 
 
 def progress_callback(total: int, verbose: bool) -> Callable[[], None] | None:
