@@ -491,7 +491,7 @@ def save_gif(
     options: dict[str, Any] = {"duration": delay_milliseconds}
     if loop is not None:
         options["loop"] = loop
-    with atomic_path(path) as temporary:
+    with atomic_path(path, remove_stale=True) as temporary:
         Image.fromarray(first).save(
             temporary,
             format="GIF",
@@ -626,7 +626,7 @@ def save_mp4(
     output_params = ["-f", "mp4"]
     if crf is not None:
         output_params += ["-crf", str(crf)]
-    with atomic_path(path) as temporary:
+    with atomic_path(path, remove_stale=True) as temporary:
         writer = imageio.get_writer(
             temporary,
             format="FFMPEG",

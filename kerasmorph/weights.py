@@ -12,9 +12,17 @@ Search order for a file named e.g. `kcv_encoder.h5`:
 
 Only when a file is in none of them, and downloading is allowed, is it fetched
 through `keras.utils.get_file` from KerasCV's origin with KerasCV's sha256 —
-exactly what KerasCV itself would do. A file found on disk is never
+exactly what KerasCV itself would do. A `weights_dir` written by `kerasmorph
+convert` (it holds a `kerasmorph.json`) is the only place searched: a file it
+lacks is an error naming the file (`IncompleteConversionError`), never a stock
+file from the cache or a download mixed into the converted model. A file found on disk is never
 re-downloaded, even when its hash differs (a fine-tune or a converted
 checkpoint legitimately has another hash).
+
+Full-content sha256 hashes of weight files (`cached_sha256`) are computed
+once and kept in a small JSON cache keyed by path, size and mtime
+(`$KERASMORPH_CACHE_DIR`, default `~/.cache/kerasmorph`), so a render's
+weights fingerprint reads gigabytes only the first time.
 
 It also reads the two other kinds of weight files kerasmorph meets before any
 model is built: the `kerasmorph.json` manifest of a folder written by
@@ -33,7 +41,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from kerasmorph.errors import KerasmorphError
+
 WEIGHTS_ENV = "KERASMORPH_WEIGHTS"
+CACHE_ENV = "KERASMORPH_CACHE_DIR"
+HASH_CACHE_NAME = "sha256.json"
 OFFLINE_ENV = "KERASMORPH_OFFLINE"
 # The file `kerasmorph.checkpoints.convert` writes into a converted folder.
 MANIFEST_NAME = "kerasmorph.json"
@@ -63,7 +75,7 @@ class WeightFile:
     origin: str
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(KerasmorphError, FileNotFoundError):
     """Raised when weight files are neither on disk nor downloadable.
 
     Attributes:
@@ -97,6 +109,29 @@ class MissingWeightsError(FileNotFoundError):
         super().__init__("\n".join(lines))
 
 
+class IncompleteConversionError(MissingWeightsError):
+    """Raised when a converted folder (it has a `kerasmorph.json`) lacks a weight file.
+
+    Its files are one model: a stock file found elsewhere (or downloaded)
+    would mix another model in, so none is looked for. One line.
+
+    Attributes:
+        missing: the `WeightFile`s that were not found.
+        searched: the converted folder, alone.
+    """
+
+    def __init__(self, directory: str | os.PathLike, missing: Iterable[WeightFile]):
+        self.missing = tuple(missing)
+        self.searched = (Path(directory),)
+        names = ", ".join(f"{file.filename} ({file.component})" for file in self.missing)
+        FileNotFoundError.__init__(
+            self,
+            f"{directory} was written by `kerasmorph convert` ({MANIFEST_NAME}) but has no "
+            f"{names}; a converted model never takes stock files from elsewhere. Convert "
+            f"again into it (`kerasmorph convert CHECKPOINT --out {directory} --overwrite`).",
+        )
+
+
 def keras_cache_dir() -> Path:
     """Returns the directory where `keras.utils.get_file` caches downloads."""
     keras_home = os.environ.get("KERAS_HOME")
@@ -109,10 +144,13 @@ def search_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
 
     Args:
         weights_dir: an optional directory given by the caller; searched first.
+            A converted folder (`is_converted_dir`) is searched alone.
 
     Returns:
         A list of `Path`s without duplicates (they need not exist).
     """
+    if weights_dir is not None and is_converted_dir(weights_dir):
+        return [Path(weights_dir).expanduser()]
     candidates: list[Path] = []
     if weights_dir is not None:
         candidates.append(Path(weights_dir).expanduser())
@@ -197,11 +235,16 @@ def resolve_weights(
         MissingWeightsError: listing every missing file, its sha256 and the
             searched directories, when a file is missing and may not be
             downloaded. Raised before anything is downloaded or built.
+        IncompleteConversionError: (a `MissingWeightsError`) when
+            `weights_dir` is a converted folder that lacks a file: nothing
+            is downloaded into a converted model, whatever `download` says.
     """
     found = find_weights(files, weights_dir)
     missing = [files[name] for name, path in found.items() if path is None]
     if not missing:
         return {name: path for name, path in found.items() if path is not None}
+    if weights_dir is not None and is_converted_dir(weights_dir):
+        raise IncompleteConversionError(weights_dir, missing)
     if download is False:
         reason = "downloading is disabled"
     elif download is None and is_offline():
@@ -227,6 +270,64 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def cache_dir() -> Path:
+    """kerasmorph's cache folder: `$KERASMORPH_CACHE_DIR`, else `$XDG_CACHE_HOME/kerasmorph`
+    (default `~/.cache/kerasmorph`). It need not exist."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "kerasmorph"
+
+
+def cached_sha256(path: str | os.PathLike) -> str:
+    """The hex sha256 of a file's full contents, cached by path, size and mtime.
+
+    The first call for a file reads it all (about 1 s per GB); later calls
+    look it up in `cache_dir() / "sha256.json"` while the file's size and
+    mtime (ns) are unchanged. A cache that cannot be read or written (a
+    read-only home) only costs the re-hash: it is never an error.
+
+    Args:
+        path: the file.
+
+    Returns:
+        The 64-character hex digest.
+    """
+    from kerasmorph.atomic import atomic_path
+
+    path = Path(path).expanduser().resolve()
+    stat = path.stat()
+    key = str(path)
+    cache_file = cache_dir() / HASH_CACHE_NAME
+    cache = _read_hash_cache(cache_file)
+    entry = cache.get(key)
+    if (
+        isinstance(entry, dict)
+        and entry.get("size") == stat.st_size
+        and entry.get("mtime_ns") == stat.st_mtime_ns
+        and isinstance(entry.get("sha256"), str)
+    ):
+        return entry["sha256"]
+    digest = sha256_of(path)
+    # Re-read just before writing: another process may have added entries meanwhile.
+    cache = _read_hash_cache(cache_file)
+    cache[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": digest}
+    try:
+        with atomic_path(cache_file) as temporary:
+            temporary.write_text(json.dumps(cache, indent=1, sort_keys=True), encoding="utf-8")
+    except OSError:
+        pass  # A read-only cache: hash again next time.
+    return digest
+
+
+def _read_hash_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:

@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 def _isolated_weight_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
     monkeypatch.delenv("KERASMORPH_WEIGHTS", raising=False)
+    # The weight-hash cache (`kerasmorph.weights.cached_sha256`) never touches the user's.
+    monkeypatch.setenv("KERASMORPH_CACHE_DIR", str(tmp_path_factory.mktemp("kerasmorph_cache")))
 
 
 @pytest.fixture

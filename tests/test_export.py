@@ -627,3 +627,30 @@ def test_save_video_rejects_other_suffixes(tmp_path, name):
     with pytest.raises(ValueError, match=r"\.gif or \.mp4, or name a directory.*Received: path="):
         export.save_video(tmp_path / name, flat_frames(2))
     assert listing(tmp_path) == []
+
+
+def test_a_killed_writers_gif_temporary_is_removed_by_the_next_write(tmp_path):
+    from kerasmorph import atomic
+
+    out = tmp_path / "morph.gif"
+    # A temporary whose writer (a finished process) is gone, one of a live writer (us),
+    # an old-style one without a pid, and another output's: only the first is stale.
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f".morph.0123abcd-{int(finished.stdout)}.tmp.gif"
+    live = tmp_path / f".morph.89abcdef-{os.getpid()}.tmp.gif"
+    old = tmp_path / ".morph.00000000.tmp.gif"
+    other = tmp_path / f".other.0123abcd-{int(finished.stdout)}.tmp.gif"
+    for path in (dead, live, old, other):
+        path.write_bytes(b"partial")
+    assert atomic.stale_temporaries(out) == [dead]
+    export.save_gif(out, np.zeros((2, 8, 8, 3), np.uint8), fps=10)
+    assert out.is_file() and not dead.exists()
+    assert live.exists() and old.exists() and other.exists()
+    # Its own temporary names carry its pid, so a later run can tell them apart.
+    assert atomic.TEMPORARY_NAME.match(atomic.temporary_name(out))
+    assert f"-{os.getpid()}.tmp.gif" in atomic.temporary_name(out)

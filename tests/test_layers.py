@@ -23,6 +23,10 @@ LAYERS = {
     # L0: constants, validators, numpy / Pillow / matplotlib / imageio work.
     "kerasmorph.constants": 0,
     "kerasmorph._checks": 0,
+    "kerasmorph.errors": 0,
+    "kerasmorph.limits": 0,
+    "kerasmorph.paths": 0,
+    "kerasmorph.locks": 0,
     "kerasmorph.atomic": 0,
     "kerasmorph.schedules": 0,
     "kerasmorph.interpolation": 0,
@@ -48,7 +52,7 @@ LAYERS = {
     "kerasmorph.walks": 5,
     "kerasmorph.sweeps": 5,
     "kerasmorph.adaptive": 5,
-    "kerasmorph.renders": 5,
+    "kerasmorph.renders": 5,  # The package: `spec`, `directory`.
     "kerasmorph.embeddings": 5,
     "kerasmorph.training": 5,
     # L6: checkpoint conversion and merging of files.
@@ -110,6 +114,10 @@ CHEAP_MODULES = [
     "kerasmorph",
     "kerasmorph.constants",
     "kerasmorph._checks",
+    "kerasmorph.errors",
+    "kerasmorph.limits",
+    "kerasmorph.paths",
+    "kerasmorph.locks",
     "kerasmorph.atomic",
     "kerasmorph.schedules",
     "kerasmorph.interpolation",

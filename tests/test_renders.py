@@ -124,13 +124,15 @@ def test_kill_and_resume_loses_nothing(tmp_path):
 
 
 def test_render_command_resumes_from_the_manifest(tmp_path, capsys):
+    # With --no-jit; the default plan's resume is in test_renders_spec.py.
     out = tmp_path / "loop"
     assert main(["loop", "a", "--frames", "4", *TINY, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.glob("frame_*.png")}
     renders.frame_path(out, 1).unlink()
     capsys.readouterr()
     assert main(["render", str(out / "manifest.json"), "--quiet"]) == 0
     assert "rendered 1 frames, 3 already done" in capsys.readouterr().out
-    assert renders.frame_path(out, 1).is_file()
+    assert {p.name: p.read_bytes() for p in out.glob("frame_*.png")} == before
 
 
 def test_cli_refuses_a_changed_render(tmp_path, capsys):
@@ -188,16 +190,12 @@ def test_two_replicas_render_the_same_frames_as_one_device():
 
 
 def test_two_workers_render_every_frame_exactly_once(tmp_path):
-    out = tmp_path / "shared"
+    out, single = tmp_path / "shared", tmp_path / "single"
     cluster = {"worker": ["127.0.0.1:23456", "127.0.0.1:23457"]}
+    args = ["interpolate", "a", "b", "--frames", "7", *TINY]
     processes = [
         _cli(
-            "interpolate",
-            "a",
-            "b",
-            "--frames",
-            "7",
-            *TINY,
+            *args,
             "--out",
             str(out),
             "--strategy",
@@ -219,6 +217,14 @@ def test_two_workers_render_every_frame_exactly_once(tmp_path):
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert "rendered 4 frames, 0 already done (worker 0 of 2)" in outputs[0][0]
     assert "rendered 3 frames, 0 already done (worker 1 of 2)" in outputs[1][0]
-    assert sorted(p.name for p in out.glob("frame_*.png")) == [
-        f"frame_{i:05d}.png" for i in range(7)
+    # Each worker held the shared lock and its own worker lock; none is left.
+    assert sorted(p.name for p in out.iterdir()) == [
+        *(f"frame_{i:05d}.png" for i in range(7)),
+        "manifest.json",
     ]
+    # The frames are those of a one-process render, byte for byte.
+    assert main([*args, "--out", str(single)]) == 0
+    for index in range(7):
+        path = renders.frame_path(out, index)
+        assert path.read_bytes() == renders.frame_path(single, index).read_bytes(), path
+    assert renders.load_spec(out) == renders.load_spec(single)

@@ -114,8 +114,8 @@ def test_cli_scheduler_flag_is_read_and_stored(tmp_path, capsys):
     from kerasmorph import cli, renders
 
     session = cli.Session()
-    # --no-jit: `render` re-runs a manifest's jit setting for the decoder too (issue 17).
-    base = ["--model", "tiny", "--steps", "3", "--quiet", "--no-jit"]
+    # The default path (no --no-jit): `render` restores the manifest's precision plan.
+    base = ["--model", "tiny", "--steps", "3", "--quiet"]
     assert (
         cli.main(["generate", "x", "--out", str(tmp_path / "d.png"), *base], session=session) == 0
     )

@@ -3,11 +3,19 @@
 A walk described by a `kerasmorph.renders.RenderSpec` renders into a resumable
 directory (its manifest holds everything that decides a frame) when --out has
 no suffix, else it streams into a GIF, MP4 or grid image.
+
+`kerasmorph render DIR` rebuilds the original run from the manifest: the same
+precision *request* (`--precision`, `--jit`), so the same plan resolves on the
+same device (the step's and the decoder's XLA included), and the same
+textual-inversion files, checked by content hash. It then compares everything
+that decides the frames with the manifest and refuses, naming the field, when
+anything differs, so resumed frames are byte-identical to the original run's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +27,7 @@ from kerasmorph.cli.arguments import (
 )
 from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.session import CommandError, ModelSettings, Session
+from kerasmorph.errors import RenderDirectoryError
 
 
 def register(subparsers, shared: SharedArguments) -> None:
@@ -26,6 +35,14 @@ def register(subparsers, shared: SharedArguments) -> None:
     own = own_arguments()
     own.add_argument("manifest", help="a render directory or its manifest.json")
     own.add_argument("--weights-dir", help="directory searched first for weight files")
+    own.add_argument(
+        "--embedding",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a textual-inversion file the render used, when it is no longer where the "
+        "manifest says (matched by content; repeatable)",
+    )
     own.add_argument("--overwrite", action="store_true", help=argparse.SUPPRESS)
     render = subparsers.add_parser(
         "render",
@@ -38,29 +55,54 @@ def register(subparsers, shared: SharedArguments) -> None:
 def run_render(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import renders
 
-    spec = renders.load_spec(args.manifest)
+    try:
+        spec = renders.load_spec(args.manifest)
+    except RenderDirectoryError as error:
+        raise CommandError(
+            f"{error} Nothing to resume from: re-run the command that made it with "
+            "--overwrite to start that render again."
+        ) from None
     directory = Path(args.manifest)
     directory = directory if directory.is_dir() else directory.parent
+    request = spec.precision_request
     settings = ModelSettings(
         model=spec.model,
         height=spec.img_height,
         width=spec.img_width,
-        jit=spec.jit_compile,
-        precision=spec.precision.split(":")[0],  # "auto:…" re-resolves to "auto".
+        # The original flags; manifests written before they were recorded
+        # hold only the step's resolved XLA flag.
+        jit=request["jit_compile"] if "jit_compile" in request else spec.jit_compile,
+        precision=request.get("precision", spec.precision.split(":")[0]),
         weights_dir=args.weights_dir,
         strategy=args.strategy,
+        embeddings=tuple(str(path) for path in renders.embedding_files(spec, args.embedding)),
     )
     explorer = session.get_explorer(
         settings,
         verbose=not args.quiet,
         long_prompts=bool(spec.options.get("long_prompts", False)),
     )
-    fingerprint = renders.weights_fingerprint(explorer)
-    if fingerprint != spec.weights:
+    current = dataclasses.replace(
+        spec,
+        **renders.model_fields(explorer),
+        embeddings=renders.embedding_records(settings.embeddings),
+    )
+    fields = renders.differing_fields(spec, current, explorer=explorer)
+    if "weights" in fields:
         raise CommandError(
-            f"The weights differ from the manifest's ({fingerprint} here, {spec.weights} "
+            f"The weights differ from the manifest's ({current.weights} here, {spec.weights} "
             f"in {directory}): the frames would not match. Point --weights-dir at them."
         )
+    if fields:
+        on_disk, here = spec.to_json(), current.to_json()
+        details = ", ".join(f"{name}: {on_disk[name]!r} vs {here[name]!r} here" for name in fields)
+        raise CommandError(
+            f"{directory} was rendered with other settings than this machine resolves "
+            f"({details}): the frames would not match. `kerasmorph info` shows this "
+            "device's precision plan."
+        )
+    # The manifest's own spec: what decides the frames is checked equal above,
+    # and the informational fields stay as recorded (nothing is rewritten).
     return render_directory(explorer, spec, directory, args)
 
 
@@ -99,19 +141,18 @@ def render_spec(
         num_frames=num_frames,
         schedule=schedule,
         options=options,
-        model=explorer.preset.name,
-        weights=renders.weights_fingerprint(explorer),
-        img_height=explorer.img_height,
-        img_width=explorer.img_width,
-        # The resolved policies, not "auto": they decide the frames' last bits.
-        precision=_resolved_precision(explorer),
-        jit_compile=explorer.jit_compile,
+        # Model, weights hash, size and the resolved precision plan (not
+        # "auto": the policies and both XLA flags decide the frames' last bits).
+        **renders.model_fields(explorer),
         num_steps=args.steps,
         unconditional_guidance_scale=args.guidance,
         negative_prompt=args.negative_prompt,
         batch_size=explorer.batch_size_for(total, args.batch_size),
         scheduler=scheduler_name,
         scheduler_config=scheduler_config,
+        embeddings=renders.embedding_records(getattr(args, "embedding", ())),
+        # What `kerasmorph render DIR` passes back to resolve the same plan.
+        precision_request={"precision": args.precision, "jit_compile": args.jit},
     )
     if not out.suffix:
         return render_directory(explorer, spec, out, args)
@@ -130,13 +171,6 @@ def render_spec(
     )
     print(write_frames(out, frames, args, num_columns=num_columns))
     return 0
-
-
-def _resolved_precision(explorer) -> str:
-    plan = explorer.precision_plan
-    if plan.requested != "auto":
-        return plan.requested
-    return f"auto:{plan.text_encoder}/{plan.diffusion_model}/{plan.decoder}"
 
 
 def render_directory(explorer, spec, directory: Path, args: argparse.Namespace) -> int:

@@ -1,0 +1,91 @@
+"""Resumable renders: a directory of frames described by a manifest.
+
+A render directory holds `manifest.json` — a `RenderSpec`, every parameter
+that decides the frames — and `frame_00000.png`, … each written atomically
+(temp file + rename) as soon as its batch is decoded. Running the same render
+again skips the frames already on disk, so a killed render loses no finished
+frame and the result is byte-identical to an uninterrupted run; a directory
+whose manifest differs is refused with the differing fields named, unless
+`overwrite=True`.
+
+What decides a frame, and so is compared: the walk (kind, prompts, seeds,
+frames, schedule, options), the model and a full-content hash of its weight
+files (`weights_fingerprint`), the textual-inversion embeddings (content
+hashes and tokens), the image size, the resolved precision plan (dtype
+policies, the step's and the decoder's XLA), sampling and scheduler
+settings, and the batch size. Recorded for information only: the kerasmorph
+version (a new version resumes an old directory) and the precision *request*
+(what `kerasmorph render DIR` passes back to rebuild the same plan).
+
+A render directory is written by one process at a time: `render_to_directory`
+holds its `kerasmorph.locks.DirectoryLock` (exclusive for one process, shared
+by the workers of a sharded render), so a second render into it — or an
+`overwrite` that would delete its frames — is refused while the first lives.
+Under the lock, the setup also removes the hidden temporaries a killed run
+left, and re-renders frames that are empty or not complete PNGs. A
+directory that is already complete is never written to (it may be
+read-only).
+
+Frames can also be split across workers: worker `task_index` of `num_tasks`
+renders the frames `i` with `i % num_tasks == task_index` into the same
+directory (see `shard_of_cluster`).
+
+| module | job |
+|---|---|
+| `spec` | what decides a frame: `RenderSpec`, fingerprints, manifests (`load_spec`) |
+| `directory` | rendering into a directory: `render_to_directory`, frames, sharding |
+"""
+
+from __future__ import annotations
+
+from kerasmorph.renders.directory import (
+    FRAME_DIGITS,
+    FRAME_PREFIX,
+    WALK_BUILDERS,
+    RenderReport,
+    build_walk,
+    frame_is_complete,
+    frame_path,
+    read_frames,
+    render_to_directory,
+    shard_of_cluster,
+    spec_scheduler,
+)
+from kerasmorph.renders.spec import (
+    INFORMATIONAL_FIELDS,
+    MANIFEST,
+    RenderSpec,
+    differing_fields,
+    embedding_files,
+    embedding_records,
+    legacy_weights_fingerprint,
+    load_spec,
+    model_fields,
+    resolved_precision,
+    weights_fingerprint,
+)
+
+__all__ = [
+    "FRAME_DIGITS",
+    "FRAME_PREFIX",
+    "INFORMATIONAL_FIELDS",
+    "MANIFEST",
+    "WALK_BUILDERS",
+    "RenderReport",
+    "RenderSpec",
+    "build_walk",
+    "differing_fields",
+    "embedding_files",
+    "embedding_records",
+    "frame_is_complete",
+    "frame_path",
+    "legacy_weights_fingerprint",
+    "load_spec",
+    "model_fields",
+    "read_frames",
+    "render_to_directory",
+    "resolved_precision",
+    "shard_of_cluster",
+    "spec_scheduler",
+    "weights_fingerprint",
+]
