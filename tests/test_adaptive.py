@@ -74,8 +74,17 @@ def test_metrics_and_plot(tiny_explorer, path):
     frames = refine(tiny_explorer, path, max_frames=5).frames
     mad, ssim = adaptive.frame_changes(frames, "mad"), adaptive.frame_changes(frames, "ssim")
     assert mad.shape == ssim.shape == (4,)
-    assert (mad >= 0).all() and (ssim >= 0).all()
-    assert adaptive.frame_changes(np.stack([frames[0], frames[0]]), "mad")[0] == 0
+    by_hand = [
+        np.abs(b.astype(float) - a.astype(float)).mean() / 255 for a, b in zip(frames, frames[1:])
+    ]
+    np.testing.assert_allclose(mad, by_hand, rtol=1e-6)
+    # Known answers: black to white is the largest change; a frame to itself is none.
+    black, white = np.zeros((1, 32, 32, 3), np.uint8), np.full((1, 32, 32, 3), 255, np.uint8)
+    np.testing.assert_allclose(adaptive.frame_changes(np.concatenate([black, white]), "mad"), [1.0])
+    same = np.stack([frames[0], frames[0]])
+    assert adaptive.frame_changes(same, "mad")[0] == 0
+    np.testing.assert_allclose(adaptive.frame_changes(same, "ssim"), [0.0], atol=1e-6)
+    assert (ssim[mad > 0] > 0).all()
     with pytest.raises(ValueError, match="metric"):
         adaptive.frame_changes(frames, "l2")
     figure = adaptive.plot_changes(refine(tiny_explorer, path, max_frames=6))
