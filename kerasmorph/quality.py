@@ -1,7 +1,8 @@
 """Quality per step of every scheduler: distance to a converged reference, and prompt accuracy.
 
     python -m kerasmorph.quality --model shapes --steps 5 10 20 30 50 --json quality.json
-    python -m kerasmorph.quality --model sd1-random --seeds 2 --prompts 1   # full-size, random
+    python -m kerasmorph.quality --model sd1-random --seeds 2 --prompts 1 --batch-size 2 \
+        --reference sd1-reference.npy --json quality-sd1.json    # full-size, random weights
 
 For each scheduler and step count it denoises the same noises and prompts as a
 reference run — DDIM at `--reference-steps` (1000) steps, guidance 7.5 — and
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -107,6 +109,32 @@ def measure(
     return row
 
 
+def reference_latents(explorer, args, encodings: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """DDIM at `args.reference_steps` from `noise`, or the saved `args.reference` file."""
+    if args.reference and os.path.exists(args.reference):
+        reference = np.load(args.reference)
+        if reference.shape != noise.shape:
+            raise ValueError(
+                f"{args.reference} holds latents of shape {reference.shape}; this run's "
+                f"reference has shape {noise.shape} (other --model, --prompts or --seeds?)"
+            )
+        return reference
+    reference = explorer.denoise(
+        noise,
+        encodings,
+        num_steps=args.reference_steps,
+        unconditional_guidance_scale=GUIDANCE,
+        batch_size=args.batch_size,
+        scheduler="ddim",
+    )
+    if args.reference:
+        from kerasmorph.atomic import atomic_path
+
+        with atomic_path(args.reference) as temporary, open(temporary, "wb") as handle:
+            np.save(handle, reference)
+    return reference
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from kerasmorph import schedulers
 
@@ -121,17 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4, help="noises per prompt")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", help="write every row to this file")
+    parser.add_argument(
+        "--reference",
+        metavar="NPY",
+        help="the reference's final latents: loaded when the file exists (its shape is "
+        "checked), else computed and saved there (sd1-random's takes ~1 h on 2 cores)",
+    )
     args = parser.parse_args(argv)
     explorer = build_explorer(args.model)
     encodings, noise, prompts = prompt_grid(explorer, args.prompts, args.seeds)
-    reference = explorer.denoise(
-        noise,
-        encodings,
-        num_steps=args.reference_steps,
-        unconditional_guidance_scale=GUIDANCE,
-        batch_size=args.batch_size,
-        scheduler="ddim",
-    )
+    reference = reference_latents(explorer, args, encodings, noise)
     scored = prompts if args.model == "shapes" else None
     rows = []
     for name in args.schedulers:

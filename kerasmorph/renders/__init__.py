@@ -8,27 +8,8 @@ frame and the result is byte-identical to an uninterrupted run; a directory
 whose manifest differs is refused with the differing fields named, unless
 `overwrite=True`.
 
-What decides a frame, and so is compared: the walk (kind, prompts, seeds,
-frames, schedule, options), the model and a full-content hash of its weight
-files (`weights_fingerprint`), the textual-inversion embeddings (content
-hashes and tokens), the image size, the resolved precision plan (dtype
-policies, the step's and the decoder's XLA), sampling and scheduler
-settings, and the batch size. Recorded for information only: the kerasmorph
-version (a new version resumes an old directory) and the precision *request*
-(what `kerasmorph render DIR` passes back to rebuild the same plan).
-
-A render directory is written by one process at a time: `render_to_directory`
-holds its `kerasmorph.locks.DirectoryLock` (exclusive for one process, shared
-by the workers of a sharded render), so a second render into it — or an
-`overwrite` that would delete its frames — is refused while the first lives.
-Under the lock, the setup also removes the hidden temporaries a killed run
-left, and re-renders frames that are empty or not complete PNGs. A
-directory that is already complete is never written to (it may be
-read-only).
-
-Frames can also be split across workers: worker `task_index` of `num_tasks`
-renders the frames `i` with `i % num_tasks == task_index` into the same
-directory (see `shard_of_cluster`).
+What decides a frame is in `spec`; locking, resuming and sharding in
+`directory`.
 
 | module | job |
 |---|---|

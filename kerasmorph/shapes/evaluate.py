@@ -72,12 +72,15 @@ def score(images: np.ndarray, num_seeds: int, prompts: Sequence[tuple[str, str]]
         "empty": float(np.mean([m.colour is None for m in measured])),
         "num_images": len(images),
     }
+    # Per attribute, for the attributes the prompts ask for (a subset of PROMPTS may omit some).
     for name in data_lib.COLOURS:
         rows = np.asarray([c == name for c in colours])
-        report[f"colour[{name}]"] = float(colour_right[rows].mean())
+        if rows.any():
+            report[f"colour[{name}]"] = float(colour_right[rows].mean())
     for name in data_lib.SHAPES:
         rows = np.asarray([s == name for s in shapes])
-        report[f"shape[{name}]"] = float(shape_right[rows].mean())
+        if rows.any():
+            report[f"shape[{name}]"] = float(shape_right[rows].mean())
     return report
 
 
