@@ -101,7 +101,9 @@ def _cli(*args, env=None):
 
 def test_kill_and_resume_loses_nothing(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    args = ["walk", "a red circle", "--frames", "12", "--batch-size", "2", *TINY, "--steps", "3"]
+    # The default path (no --no-jit): what a user's rerun after kill -9 goes through.
+    args = ["walk", "a red circle", "--frames", "12", "--batch-size", "2"]
+    args += ["--model", "tiny", "--quiet", "--steps", "3"]
     process = _cli(*args, "--out", str(killed))
     deadline = time.time() + 300
     while len(list(killed.glob("frame_*.png"))) < 4:
