@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kerasmorph import limits
+
 SweepParam = Literal["strength", "guidance", "num_steps", "prompt_weight"]
 SWEEP_PARAMS: tuple[str, ...] = ("strength", "guidance", "num_steps", "prompt_weight")
 
@@ -44,7 +46,7 @@ def parse_range(text: str) -> list[float]:
             start, stop, step = (float(part) for part in text.split(":"))
             if not all(map(math.isfinite, (start, stop, step))) or step <= 0 or stop < start:
                 raise ValueError
-            count = int(np.floor((stop - start) / step + 1e-9)) + 1
+            count = limits.range_count(start, stop, step)
             return [round(start + index * step, 10) for index in range(count)]
         values = [float(part) for part in text.split(",") if part.strip()]
         if not all(map(math.isfinite, values)):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import numbers
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Any
 
 import kerasmorph
 from kerasmorph import weights
+from kerasmorph._checks import check_count, check_finite
 from kerasmorph.errors import InputError, RenderDirectoryError
 
 MANIFEST = "manifest.json"
@@ -151,12 +151,6 @@ def _optional_string(name, value):
     return None if value is None else _string(name, value)
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise _received(name, value, "an integer >= 1")
-    return int(value)
-
-
 def _boolean(name, value):
     if not isinstance(value, bool):
         raise _received(name, value, "true or false")
@@ -168,13 +162,8 @@ def _optional_boolean(name, value):
 
 
 def _finite_number(name, value):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-    ):
-        raise _received(name, value, "a finite number")
-    return value
+    check_finite(name, value)
+    return value  # As given: an int guidance stays an int in the manifest.
 
 
 def _strings(name, value):
@@ -238,19 +227,19 @@ _FIELD_CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "kind": _string,
     "prompts": _strings,
     "seeds": _seeds,
-    "num_frames": _positive_int,
+    "num_frames": check_count,
     "schedule": _string,
     "options": _json_object,
     "model": _string,
     "weights": _string,
-    "img_height": _positive_int,
-    "img_width": _positive_int,
+    "img_height": check_count,
+    "img_width": check_count,
     "precision": _string,
     "jit_compile": _boolean,
-    "num_steps": _positive_int,
+    "num_steps": check_count,
     "unconditional_guidance_scale": _finite_number,
     "negative_prompt": _optional_string,
-    "batch_size": _positive_int,
+    "batch_size": check_count,
     "version": _string,
     "scheduler": _string,
     "scheduler_config": _json_object,
