@@ -21,9 +21,36 @@ hierarchy is in `kerasmorph.errors`); those for bad input are `ValueError`s too.
 from __future__ import annotations
 
 import importlib
+import os
+import shutil
 from typing import Any
 
 __version__ = "0.1.0"
+
+
+def _quiet_tensorflow_start_up() -> None:
+    """Hides TensorFlow's C++ start-up lines, unless `TF_CPP_MIN_LOG_LEVEL` is already set.
+
+    Runs before any kerasmorph module imports TensorFlow. Level 2 hides INFO
+    and WARNING (the oneDNN and CPU-feature notices); with no NVIDIA driver and
+    no TPU device, level 3 also hides the ERROR lines of a CUDA build that
+    finds no GPU (`failed call to cuInit`). `kerasmorph info` says what
+    TensorFlow found and why. (The probes are `kerasmorph.devices.nvidia_driver`
+    and `tpu_device_files`, in short: the package root imports no submodule.)
+    """
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    try:
+        tpu = any(name.startswith("accel") for name in os.listdir("/dev"))
+        vfio = os.listdir("/dev/vfio") if os.path.isdir("/dev/vfio") else []
+        tpu = tpu or any(name.isdigit() for name in vfio)
+    except OSError:
+        tpu = False
+    nvidia = os.path.exists("/proc/driver/nvidia") or shutil.which("nvidia-smi") is not None
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if nvidia or tpu else "3"
+
+
+_quiet_tensorflow_start_up()
 
 # Public name -> submodule that defines it. Submodules that need TensorFlow
 # are imported only on first access.
@@ -57,7 +84,10 @@ _SUBMODULES = (
     "explorer",
     "export",
     "images",
+    "installs",
     "interpolation",
+    "kerascv_internals",
+    "licences",
     "merging",
     "models",
     "plotting",

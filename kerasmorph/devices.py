@@ -27,9 +27,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import shutil
 from typing import Literal
 
+from kerasmorph.backend import tensorflow_module
 from kerasmorph.constants import PRECISION_OPTIONS
+from kerasmorph.installs import install_command
 
 Device = Literal["cpu-bf16", "cpu", "gpu", "tpu"]
 DEVICES: tuple[str, ...] = ("cpu-bf16", "cpu", "gpu", "tpu")
@@ -64,8 +68,7 @@ def detect_device() -> Device:
     `avx512_bf16` in /proc/cpuinfo), which oneDNN uses for bfloat16 matmuls
     and convolutions.
     """
-    import tensorflow as tf
-
+    tf = tensorflow_module()
     if tf.config.list_physical_devices("TPU"):
         return "tpu"
     if tf.config.list_physical_devices("GPU"):
@@ -178,3 +181,118 @@ def default_batch_size(img_height: int, img_width: int, device: Device | None = 
     rules = _BATCH_RULES["cpu" if device.startswith("cpu") else device]
     area = img_height * img_width
     return next(size for limit, size in rules if area <= limit)
+
+
+def nvidia_driver() -> str:
+    """What shows an NVIDIA driver on this machine ("" when nothing does)."""
+    found = [path for path in ("/proc/driver/nvidia",) if os.path.exists(path)]
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        found.append(f"nvidia-smi at {smi}")
+    return ", ".join(found)
+
+
+def tpu_device_files(dev: str = "/dev") -> list[str]:
+    """The TPU chips' device files of a Cloud TPU VM (`/dev/accel*`, `/dev/vfio/<n>`)."""
+    try:
+        found = [os.path.join(dev, name) for name in os.listdir(dev) if name.startswith("accel")]
+        vfio = os.path.join(dev, "vfio")
+        if os.path.isdir(vfio):
+            found += [os.path.join(vfio, name) for name in os.listdir(vfio) if name.isdigit()]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceFindings:
+    """What TensorFlow finds on this machine, and why (for `kerasmorph info`).
+
+    Attributes:
+        tensorflow_build: "CUDA 12.5.1, cuDNN 9", "ROCm" or "CPU-only".
+        gpus: the GPUs TensorFlow lists, e.g. `("GPU:0",)`.
+        tpus: the TPUs TensorFlow lists.
+        nvidia_driver: what shows an NVIDIA driver here (see `nvidia_driver`), or "".
+        tpu_device_files: the TPU device files here (see `tpu_device_files`).
+        cpu_bf16_flags: the bf16 units /proc/cpuinfo lists (`BF16_CPU_FLAGS`).
+        notes: one line per mismatch between the machine and this TensorFlow,
+            with the command that fixes it.
+    """
+
+    tensorflow_build: str
+    gpus: tuple[str, ...]
+    tpus: tuple[str, ...]
+    nvidia_driver: str
+    tpu_device_files: tuple[str, ...]
+    cpu_bf16_flags: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+def _build_name(build_info: dict) -> str:
+    if build_info.get("is_cuda_build"):
+        cuda, cudnn = build_info.get("cuda_version", "?"), build_info.get("cudnn_version", "?")
+        return f"CUDA {cuda}, cuDNN {cudnn}"
+    return "ROCm" if build_info.get("is_rocm_build") else "CPU-only"
+
+
+def findings_from(
+    build_info: dict,
+    gpus: list[str],
+    tpus: list[str],
+    driver: str,
+    tpu_files: list[str],
+    bf16_flags: list[str],
+) -> DeviceFindings:
+    """`DeviceFindings` from what was probed (`find_devices` probes this machine)."""
+    build = _build_name(build_info)
+    notes = []
+    if driver and not gpus:
+        if build == "CPU-only":
+            notes.append(
+                f"An NVIDIA driver is here ({driver}) but this TensorFlow is a CPU-only "
+                f"build: `{install_command('gpu')}` installs the CUDA build."
+            )
+        else:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            hidden = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+            notes.append(
+                f"An NVIDIA driver is here ({driver}) and TensorFlow is a {build} build, but "
+                f"it lists no GPU{hidden}: check that `nvidia-smi` shows a driver for that CUDA."
+            )
+    if tpu_files and not tpus:
+        notes.append(
+            f"A Cloud TPU VM's device files are here ({', '.join(tpu_files[:2])}) but "
+            f"TensorFlow lists no TPU: on a TPU VM, `{install_command('tpu')}` installs "
+            "the TPU build."
+        )
+    return DeviceFindings(
+        tensorflow_build=build,
+        gpus=tuple(gpus),
+        tpus=tuple(tpus),
+        nvidia_driver=driver,
+        tpu_device_files=tuple(tpu_files),
+        cpu_bf16_flags=tuple(sorted(bf16_flags)),
+        notes=tuple(notes),
+    )
+
+
+def find_devices() -> DeviceFindings:
+    """Probes this machine and its TensorFlow: the build, the devices, the driver, the CPU."""
+    tf = tensorflow_module()
+
+    def names(kind: str) -> list[str]:
+        return [
+            device.name.split("device:")[-1] for device in tf.config.list_physical_devices(kind)
+        ]
+
+    return findings_from(
+        dict(tf.sysconfig.get_build_info()),
+        names("GPU"),
+        names("TPU"),
+        nvidia_driver(),
+        tpu_device_files(),
+        sorted(cpu_flags() & set(BF16_CPU_FLAGS)),
+    )

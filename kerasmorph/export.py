@@ -42,11 +42,13 @@ from PIL import Image
 
 from kerasmorph._checks import check_int, check_positive
 from kerasmorph.atomic import atomic_path
+from kerasmorph.installs import missing_dependency
 
 __all__ = [
     "iter_frames",
     "pillow_format",
     "rubber_band",
+    "rubber_band_order",
     "save_frame",
     "save_frames",
     "save_gif",
@@ -63,9 +65,6 @@ Frames = np.ndarray | Iterable[np.ndarray]
 # Safari) replace delays below 2 cs with 10 cs, so 50 fps is the fastest GIF
 # that plays as written.
 _GIF_MIN_DELAY_CENTISECONDS = 2
-
-_VIDEO_PIP_HINT = 'pip install "kerasmorph[video]"  (or: pip install imageio imageio-ffmpeg)'
-
 
 # ---------------------------------------------------------------------------
 # Frame validation.
@@ -266,10 +265,34 @@ def rubber_band(frames: Frames) -> np.ndarray | list[np.ndarray]:
     return bounced
 
 
+def rubber_band_order(num_frames: int) -> list[int]:
+    """The frame indices `rubber_band` plays: `0, 1, ..., n - 1`, then `n - 2, ..., 2`.
+
+    For writers that read frames one at a time (from files) instead of
+    holding them: `[frames[i] for i in rubber_band_order(len(frames))]` is
+    `rubber_band(frames)`.
+
+    Args:
+        num_frames: n, >= 0.
+
+    Returns:
+        `n + max(n - 3, 0)` indices.
+
+    Example:
+
+    ```python
+    kerasmorph.export.rubber_band_order(5)  # [0, 1, 2, 3, 4, 3, 2]
+    ```
+    """
+    num_frames = check_int("num_frames", num_frames, 0)
+    forward = list(range(num_frames))
+    return forward + forward[2:-1][::-1]
+
+
 def _rubber_band_list(frames: Frames) -> list[np.ndarray]:
     """Returns the validated frames followed by `frames[2:-1]` reversed."""
     frame_list = list(iter_frames(frames))
-    return frame_list + frame_list[2:-1][::-1]
+    return [frame_list[index] for index in rubber_band_order(len(frame_list))]
 
 
 def save_frame(path: str | os.PathLike[str], frame: np.ndarray) -> Path:
@@ -508,10 +531,7 @@ def _import_imageio() -> Any:
         import imageio.v2 as imageio
         import imageio_ffmpeg  # noqa: F401  (the FFMPEG plugin needs it)
     except ImportError as error:
-        raise ImportError(
-            "Writing MP4 needs the optional packages imageio and "
-            f"imageio-ffmpeg. Install them with: {_VIDEO_PIP_HINT}"
-        ) from error
+        raise missing_dependency("Writing MP4", ["imageio", "imageio-ffmpeg"]) from error
     return imageio
 
 
@@ -589,8 +609,8 @@ def save_mp4(
         `path` as a `pathlib.Path`.
 
     Raises:
-        ImportError: if imageio or imageio-ffmpeg is not installed; install
-            them with `pip install "kerasmorph[video]"`.
+        kerasmorph.installs.DependencyError: (an `ImportError`) if imageio
+            or imageio-ffmpeg, dependencies of kerasmorph, is not installed.
         ValueError: if an argument is out of range, a frame is not an RGB
             uint8 frame, frames differ in shape, there are none, or (with
             `macro_block_size=1`) the frame size is odd.

@@ -33,7 +33,7 @@ import csv
 import dataclasses
 import io
 import numbers
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -410,7 +410,9 @@ class LayerSimilarity:
     norm_b: float
 
 
-def cosine_similarities(a: TensorDict, b: TensorDict) -> list[LayerSimilarity]:
+def cosine_similarities(
+    a: TensorDict, b: TensorDict, *, on_tensor: Callable[[], None] | None = None
+) -> list[LayerSimilarity]:
     """Per-tensor cosine similarity of two models or task vectors.
 
     Only floating-point tensors present in both with equal shapes are
@@ -419,6 +421,8 @@ def cosine_similarities(a: TensorDict, b: TensorDict) -> list[LayerSimilarity]:
     Args:
         a: a model or `TaskVector.vector` (name -> array).
         b: another.
+        on_tensor: called after each of `a`'s tensors, compared or not
+            (`len(a)` calls: a progress bar, `kerasmorph.progress`).
 
     Returns:
         A list of `LayerSimilarity`, in `a`'s order.
@@ -427,20 +431,29 @@ def cosine_similarities(a: TensorDict, b: TensorDict) -> list[LayerSimilarity]:
     b = b.vector if isinstance(b, TaskVector) else b
     rows = []
     for name in a:
-        if name not in b:
-            continue
-        try:
-            first, second = np.asarray(a[name]), np.asarray(b[name])
-        except KeyError:  # A `TaskVectorView` entry whose models disagree.
-            continue
-        if first.shape != second.shape or not (_is_float(first) and _is_float(second)):
-            continue
-        x = first.astype(np.float64).ravel()
-        y = second.astype(np.float64).ravel()
-        norm_x, norm_y = float(np.linalg.norm(x)), float(np.linalg.norm(y))
-        cosine = float(x @ y / (norm_x * norm_y)) if norm_x > 0 and norm_y > 0 else float("nan")
-        rows.append(LayerSimilarity(name, tuple(first.shape), cosine, norm_x, norm_y))
+        row = _similarity(a, b, name)
+        if row is not None:
+            rows.append(row)
+        if on_tensor is not None:
+            on_tensor()
     return rows
+
+
+def _similarity(a: TensorDict, b: TensorDict, name: str) -> LayerSimilarity | None:
+    """The `LayerSimilarity` of tensor `name`, or None when it cannot be compared."""
+    if name not in b:
+        return None
+    try:
+        first, second = np.asarray(a[name]), np.asarray(b[name])
+    except KeyError:  # A `TaskVectorView` entry whose models disagree.
+        return None
+    if first.shape != second.shape or not (_is_float(first) and _is_float(second)):
+        return None
+    x = first.astype(np.float64).ravel()
+    y = second.astype(np.float64).ravel()
+    norm_x, norm_y = float(np.linalg.norm(x)), float(np.linalg.norm(y))
+    cosine = float(x @ y / (norm_x * norm_y)) if norm_x > 0 and norm_y > 0 else float("nan")
+    return LayerSimilarity(name, tuple(first.shape), cosine, norm_x, norm_y)
 
 
 def similarity_csv(rows: Sequence[LayerSimilarity]) -> str:

@@ -52,10 +52,6 @@ MANIFEST_NAME = "kerasmorph.json"
 # The presets a converted checkpoint (and its manifest) may name.
 Family = Literal["sd1", "sd2"]
 FAMILIES: tuple[Family, ...] = ("sd1", "sd2")
-TORCH_HINT = (
-    "Reading a pickled PyTorch file needs torch: `pip install torch` "
-    "(or `pip install kerasmorph[reference]`)."
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -398,7 +394,9 @@ def load_torch_file(path: str | os.PathLike) -> Mapping[str, Any]:
     try:
         import torch
     except ImportError as error:
-        raise ImportError(f"Cannot read {path}. {TORCH_HINT}") from error
+        from kerasmorph.installs import missing_dependency
+
+        raise missing_dependency(f"Reading {path}", ["torch"], "torch") from error
     try:
         content = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:  # pickle and zip errors alike.

@@ -35,15 +35,19 @@ LAYERS = {
     "kerasmorph.plotting": 0,
     "kerasmorph.merging": 0,
     "kerasmorph.shapes.data": 0,
+    "kerasmorph.installs": 0,  # How kerasmorph was installed; the pip hints.
+    "kerasmorph.licences": 0,  # The weights' licence notice, shown once.
     # L1: backend selection, precision plans, weight files and manifests.
     "kerasmorph.backend": 1,
     "kerasmorph.devices": 1,
     "kerasmorph.weights": 1,
+    "kerasmorph.progress": 1,  # Keras' Progbar, through `backend`.
     # L2: schedulers (arrays only), preset data, model building.
     "kerasmorph.schedulers": 2,
     "kerasmorph.presets": 2,
     "kerasmorph.models": 2,
     "kerasmorph.shapes": 2,  # The toy model's files and builder.
+    "kerasmorph.kerascv_internals": 2,  # KerasCV's and Keras's private modules.
     # L3: the guided denoising loop.
     "kerasmorph.sampler": 3,
     # L4: the Explorer facade and its parts.
@@ -86,11 +90,12 @@ FORBIDDEN = [
 HEAVY = ("tensorflow", "keras", "keras_cv", "keras_hub", "torch", "diffusers", "transformers")
 # Module prefix -> heavy libraries it may import (lazily or not); others may import none.
 HEAVY_ALLOWED = {
-    "kerasmorph.backend": {"keras"},
+    "kerasmorph.backend": {"keras", "tensorflow"},  # Imported once, start-up notices held.
     "kerasmorph.devices": {"tensorflow"},
     "kerasmorph.weights": {"torch"},  # Reading pickled files, lazily.
     "kerasmorph.schedulers": {"tensorflow", "keras_cv"},  # The compiled update; KerasCV's table.
     "kerasmorph.models": {"tensorflow", "keras", "keras_cv"},
+    "kerasmorph.kerascv_internals": {"keras", "keras_cv"},
     "kerasmorph.shapes": {"tensorflow", "keras", "keras_cv"},
     "kerasmorph.sampler": {"tensorflow"},
     "kerasmorph.explorer": {"tensorflow", "keras"},
@@ -123,8 +128,12 @@ CHEAP_MODULES = [
     "kerasmorph.interpolation",
     "kerasmorph.images",
     "kerasmorph.export",
+    "kerasmorph.installs",
+    "kerasmorph.licences",
+    "kerasmorph.kerascv_internals",
     "kerasmorph.merging",
     "kerasmorph.weights",
+    "kerasmorph.progress",
     "kerasmorph.devices",
     "kerasmorph.presets",
     "kerasmorph.schedulers",

@@ -10,7 +10,7 @@ from typing import Any
 
 from kerasmorph.bench.report import peak_rss_gib, summarize
 
-DIFFUSERS_HINT = "pip install torch==2.13.0 diffusers"
+DIFFUSERS_HINT = "pip install torch diffusers (or the `reference` extra)"
 _NEEDS_SD = "diffusers comparison needs --model sd1 or sd2. Received: --model {model}"
 
 # The UNet configurations of runwayml/stable-diffusion-v1-5 and

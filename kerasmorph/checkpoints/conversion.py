@@ -72,6 +72,7 @@ def convert(
     components: Sequence[str] = COMPONENTS,
     overwrite: bool = False,
     prediction_type: str | None = None,
+    verbose: bool = False,
 ) -> ConversionResult:
     """Converts a checkpoint into KerasCV weight files in `out_dir`.
 
@@ -97,6 +98,8 @@ def convert(
             (SD 2.x 768-v models). Default: a diffusers folder's
             `scheduler/scheduler_config.json`, else `"epsilon"` (a single
             file does not say; pass it for a 768-v file).
+        verbose: show a progress bar per component of the tensors loaded
+            (the CLI's default; `--quiet` turns it off).
 
     Returns:
         A `ConversionResult`.
@@ -135,7 +138,7 @@ def convert(
         out.mkdir(parents=True, exist_ok=True)
         for component in components:
             model = build_component(preset, component, 128, 128)
-            load_component(model, component, source, family)
+            load_component(model, component, source, family, verbose=verbose)
             save_legacy_h5(model, files[component])
             del model
     _write_manifest(out, family, checkpoint, files, prediction_type)

@@ -19,6 +19,7 @@ import numpy as np
 from kerasmorph.checkpoints.detect import detect_family
 from kerasmorph.checkpoints.plans import TensorRef, weight_plan
 from kerasmorph.checkpoints.sources import CheckpointError, TensorSource
+from kerasmorph.progress import ProgressBar
 from kerasmorph.weights import Family
 
 
@@ -100,6 +101,8 @@ def load_component(
     component: str,
     source: TensorSource,
     family: Family | None = None,
+    *,
+    verbose: bool = False,
 ) -> None:
     """Loads one component's weights from an open checkpoint into `model`.
 
@@ -108,6 +111,7 @@ def load_component(
         component: one of `COMPONENTS`.
         source: an open checkpoint (`open_checkpoint`).
         family: `"sd1"`/`"sd2"`; default: `detect_family(source)`.
+        verbose: show a progress bar of the tensors assigned.
 
     Raises:
         CheckpointError: naming the first tensor that is missing or whose
@@ -125,8 +129,10 @@ def load_component(
         (variable, ref, *_locate(source, variable, ref, family, component, model))
         for variable, ref in weight_plan(model, component, family)
     ]
+    progress = ProgressBar(len(found), verbose=verbose, unit_name="tensor")
     for variable, ref, key, rows in found:
         variable.assign(_to_keras(source.get(key), ref, tuple(variable.shape), rows))
+        progress.advance()
 
 
 def component_state_dict(model, component: str) -> dict[str, np.ndarray]:

@@ -38,6 +38,7 @@ from kerasmorph.checkpoints.sources import (
 )
 from kerasmorph.checkpoints.writers import save_diffusers_stream, save_safetensors_stream
 from kerasmorph.paths import check_output_not_input
+from kerasmorph.progress import ProgressBar
 from kerasmorph.weights import MANIFEST_NAME
 
 _FORMAT_NAMES = {"compvis": "a single file", "diffusers": "a diffusers folder"}
@@ -137,13 +138,27 @@ class _PrefixView(Mapping):
         return len(self._names)
 
 
+def _merged_subfolders(target, take) -> list[str]:
+    """The subfolders a merge of diffusers folders writes: the target's, then `take`'s."""
+    subfolders = target.source.subfolders()
+    return subfolders + [component for component in take if component not in subfolders]
+
+
+def _num_merged_tensors(target, take) -> int:
+    """How many tensors `_iter_folder_merge` yields (a progress bar's total)."""
+    total = 0
+    for subfolder in _merged_subfolders(target, take):
+        prefix = subfolder + "/"
+        names = take[subfolder] if subfolder in take else target
+        total += sum(1 for name in names if name.startswith(prefix))
+    return total
+
+
 def _iter_folder_merge(
     target, terms, target_coef, take, report
 ) -> Iterator[tuple[str, np.ndarray]]:
     """The merged tensors of diffusers folders, one subfolder after another."""
-    subfolders = target.source.subfolders()
-    subfolders += [component for component in take if component not in subfolders]
-    for subfolder in subfolders:
+    for subfolder in _merged_subfolders(target, take):
         prefix = subfolder + "/"
         if subfolder in take:
             # The component under its own names, not the target's: a VAE
@@ -321,7 +336,7 @@ def _check_merge_options(terms, target_coef: float, take: Mapping, dtype: str | 
     list(merging.iter_merge({}, [(coefficient, {}) for coefficient, _ in terms], target_coef))
 
 
-def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtype, report):
+def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtype, report, verbose):
     """Streams a merge of diffusers folders into `out`; returns the subfolders written."""
     for component, tensors in take.items():
         if component not in tensors.source.subfolders():
@@ -330,12 +345,12 @@ def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtyp
                 f"{component}/ weights. Received: take={{{component!r}: "
                 f"{str(take_paths[component])!r}}}"
             )
-    return save_diffusers_stream(
-        out, _iter_folder_merge(target, terms, target_coef, take, report), dtype=dtype
-    )
+    progress = ProgressBar(_num_merged_tensors(target, take), verbose=verbose, unit_name="tensor")
+    tensors = _iter_folder_merge(target, terms, target_coef, take, report)
+    return save_diffusers_stream(out, progress.track(tensors), dtype=dtype)
 
 
-def _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report):
+def _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report, verbose):
     """Opens each input once and streams the merge into `out`; returns the subfolders written."""
     with contextlib.ExitStack() as stack:
         opened: dict[Path, LazyTensors] = {}
@@ -351,16 +366,22 @@ def _stream_merge(out, file_format, target, terms, target_coef, take, dtype, rep
         take_tensors = {component: load(path) for component, path in take.items()}
         if file_format == "diffusers":
             return _merge_folders(
-                out, target_tensors, term_tensors, target_coef, take_tensors, take, dtype, report
+                out,
+                target_tensors,
+                term_tensors,
+                target_coef,
+                take_tensors,
+                take,
+                dtype,
+                report,
+                verbose,
             )
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_safetensors_stream(
-            out,
-            merging.iter_merge(
-                target_tensors, term_tensors, target_coef, take=take_tensors, report=report
-            ),
-            dtype=dtype,
+        progress = ProgressBar(len(target_tensors), verbose=verbose, unit_name="tensor")
+        tensors = merging.iter_merge(
+            target_tensors, term_tensors, target_coef, take=take_tensors, report=report
         )
+        save_safetensors_stream(out, progress.track(tensors), dtype=dtype)
         return {}
 
 
@@ -372,6 +393,7 @@ def merge_checkpoints(
     *,
     take: Mapping[str, str | os.PathLike] | None = None,
     dtype: str | None = None,
+    verbose: bool = False,
 ) -> merging.MergeReport:
     """Merges single-file checkpoints or diffusers folders on disk, streaming.
 
@@ -421,6 +443,8 @@ def merge_checkpoints(
             checkpoint it is copied from, e.g. `{"vae": "vae-ft-mse/"}`.
         dtype: store floating-point tensors as this, e.g. `"float16"`;
             default: the target's dtypes.
+        verbose: show a progress bar of the tensors written (the CLI's
+            default; `--quiet` turns it off).
 
     Returns:
         A `kerasmorph.merging.MergeReport`.
@@ -458,11 +482,11 @@ def merge_checkpoints(
     report = merging.MergeRecorder()
     if file_format == "compvis":
         # Streamed into a hidden temporary file, renamed over `out` at the end.
-        _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report)
+        _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report, verbose)
         return report.freeze()
     with _staged_folder(out) as staging:
         written = _stream_merge(
-            staging, file_format, target, terms, target_coef, take, dtype, report
+            staging, file_format, target, terms, target_coef, take, dtype, report, verbose
         )
         config_sources = {
             subfolder: Path(take.get(subfolder, target)).expanduser() for subfolder in written

@@ -191,7 +191,9 @@ def _open_clip_layer_refs(block, index: int, width: int):
 
 def _text_encoder_plan(model, family: Family):
     """(variable, ref) of KerasCV's `TextEncoder`/`TextEncoderV2`."""
-    from keras_cv.src.models.stable_diffusion import text_encoder as kcv
+    from kerasmorph.kerascv_internals import stable_diffusion_modules
+
+    (kcv,) = stable_diffusion_modules("text_encoder")
 
     layers = [layer for layer in model.layers if layer.weights]
     embedding, *blocks, final_norm = layers
@@ -418,8 +420,10 @@ def _unet_block_refs(layer, kind: str, compvis: str, diffusers: str):
 def _unet_plan(model, family: Family):
     """(variable, ref) of KerasCV's `DiffusionModel`/`DiffusionModelV2`."""
     keras = keras_module()
-    from keras_cv.src.models.stable_diffusion import diffusion_model as kcv
-    from keras_cv.src.models.stable_diffusion.padded_conv2d import PaddedConv2D
+    from kerasmorph.kerascv_internals import stable_diffusion_modules
+
+    kcv, padded_conv2d = stable_diffusion_modules("diffusion_model", "padded_conv2d")
+    PaddedConv2D = padded_conv2d.PaddedConv2D
 
     chain = []
     for layer in model.layers:
@@ -486,9 +490,14 @@ def _vae_block_refs(layer, kind: str, compvis: str, diffusers: str):
 
 def _vae_plan(model, component: str):
     keras = keras_module()
-    from keras_cv.src.models.stable_diffusion.attention_block import AttentionBlock
-    from keras_cv.src.models.stable_diffusion.padded_conv2d import PaddedConv2D
-    from keras_cv.src.models.stable_diffusion.resnet_block import ResnetBlock
+    from kerasmorph.kerascv_internals import stable_diffusion_modules
+
+    attention_block, padded_conv2d, resnet_block = stable_diffusion_modules(
+        "attention_block", "padded_conv2d", "resnet_block"
+    )
+    AttentionBlock = attention_block.AttentionBlock
+    PaddedConv2D = padded_conv2d.PaddedConv2D
+    ResnetBlock = resnet_block.ResnetBlock
 
     blocks = decoder_blocks() if component == "decoder" else image_encoder_blocks()
     chain = [layer for layer in model.layers if layer.weights]

@@ -89,9 +89,9 @@ class SafetensorsSource(TensorSource):
         try:
             from safetensors import safe_open
         except ImportError as error:  # pragma: no cover - a declared dependency.
-            raise ImportError(
-                "Reading .safetensors needs the safetensors package: `pip install safetensors`."
-            ) from error
+            from kerasmorph.installs import missing_dependency
+
+            raise missing_dependency(f"Reading {path}", ["safetensors"]) from error
         try:
             self._file = safe_open(str(path), framework="numpy")
             self._names = list(self._file.keys())

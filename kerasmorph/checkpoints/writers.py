@@ -55,7 +55,10 @@ def save_legacy_h5(model, path: str | os.PathLike) -> Path:
         The path written.
     """
     import h5py
-    from keras.src.legacy.saving import legacy_h5_format
+
+    from kerasmorph import kerascv_internals
+
+    legacy_h5_format = kerascv_internals.legacy_h5_format()
 
     path = Path(path)
     with atomic_path(path) as temporary, h5py.File(temporary, "w") as handle:

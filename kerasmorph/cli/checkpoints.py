@@ -17,7 +17,9 @@ _CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 def register(subparsers, shared: SharedArguments) -> None:
     """Adds `convert`, `merge` and `similarity`."""
     convert = subparsers.add_parser(
-        "convert", help="convert an SD 1.x/2.x checkpoint into KerasCV weight files"
+        "convert",
+        help="convert an SD 1.x/2.x checkpoint into KerasCV weight files",
+        parents=[shared.quiet],
     )
     convert.add_argument(
         "checkpoint", help="a .safetensors/.ckpt single file or a diffusers folder"
@@ -32,22 +34,23 @@ def register(subparsers, shared: SharedArguments) -> None:
         help="what the UNet predicts, recorded for sampling (default: a diffusers folder's "
         "scheduler config, else epsilon; pass v_prediction for SD 2.x 768-v files)",
     )
-    convert.set_defaults(run=run_convert, quiet=True)
-    _register_merge(subparsers)
+    convert.set_defaults(run=run_convert)
+    _register_merge(subparsers, shared)
 
     similarity = subparsers.add_parser(
         "similarity",
         help="per-layer cosine similarity of two checkpoints (single files or diffusers folders)",
+        parents=[shared.quiet],
     )
     similarity.add_argument("a", help="a single-file checkpoint or a diffusers folder")
     similarity.add_argument("b", help="another, of the same kind")
     similarity.add_argument("--base", help="compare the task vectors A - BASE and B - BASE instead")
     similarity.add_argument("--plot", help="histogram image (.png)")
     similarity.add_argument("--csv", help="per-layer table (.csv)")
-    similarity.set_defaults(run=run_similarity, quiet=True)
+    similarity.set_defaults(run=run_similarity)
 
 
-def _register_merge(subparsers) -> None:
+def _register_merge(subparsers, shared: SharedArguments) -> None:
     merge = subparsers.add_parser(
         "merge",
         help="merge checkpoints (task vectors, weighted sum, add difference): "
@@ -57,6 +60,7 @@ def _register_merge(subparsers) -> None:
         "diffusers folder (unet/, vae/, text_encoder/); the two cannot be mixed. "
         "Tensors whose shapes differ or that a model lacks are kept from the "
         "target (--base, or A) and listed.",
+        parents=[shared.quiet],
     )
     merge.add_argument("--base", help="the model the --add fine-tunes started from")
     merge.add_argument(
@@ -94,7 +98,7 @@ def _register_merge(subparsers) -> None:
         action="store_true",
         help="with a directory --out, write the merged checkpoint only, not its KerasCV conversion",
     )
-    merge.set_defaults(run=run_merge, quiet=True)
+    merge.set_defaults(run=run_merge)
 
 
 def _model_and_coefficient(text: str) -> tuple[str, float]:
@@ -119,6 +123,7 @@ def run_convert(args: argparse.Namespace, session: Session) -> int:
         family=args.family,
         overwrite=args.overwrite,
         prediction_type=args.prediction_type,
+        verbose=not args.quiet,
     )
     for component, path in result.files.items():
         print(f"{component:<15} {path}")
@@ -199,12 +204,13 @@ def run_merge(args: argparse.Namespace, session: Session) -> int:
         target_coef,
         take={"vae": args.take_vae} if args.take_vae else None,
         dtype="float16" if args.half else None,
+        verbose=not args.quiet,
     )
     print(report.summary(), file=sys.stderr)
     print(merged)
     # A directory --out also gets the KerasCV conversion, beside the merge.
     if (file_format == "diffusers" or not out.suffix) and not args.no_convert:
-        result = checkpoints.convert(merged, out, overwrite=True)
+        result = checkpoints.convert(merged, out, overwrite=True, verbose=not args.quiet)
         print(f"preset {result.preset}: use --model {result.directory}")
     return 0
 
@@ -215,6 +221,7 @@ def run_similarity(args: argparse.Namespace, session: Session) -> int:
     import numpy as np
 
     from kerasmorph import checkpoints, merging, plotting
+    from kerasmorph.progress import ProgressBar
 
     if args.plot is None and args.csv is None:
         raise CommandError("give --plot PNG and/or --csv CSV")
@@ -228,7 +235,8 @@ def run_similarity(args: argparse.Namespace, session: Session) -> int:
         if args.base is not None:
             base = stack.enter_context(checkpoints.LazyTensors(args.base))
             a, b = merging.TaskVectorView(base, a), merging.TaskVectorView(base, b)
-        rows = merging.cosine_similarities(a, b)
+        progress = ProgressBar(len(a), verbose=not args.quiet, unit_name="tensor")
+        rows = merging.cosine_similarities(a, b, on_tensor=progress)
     if not rows:
         raise CommandError("the two checkpoints share no tensors of equal shape")
     if args.csv is not None:

@@ -1,4 +1,4 @@
-"""`kerasmorph info`: versions, devices, the precision `auto` picks, presets and weight files."""
+"""`kerasmorph info`: versions, what TensorFlow finds and why, what `auto` picks, presets."""
 
 from __future__ import annotations
 
@@ -35,10 +35,13 @@ def run_info(args: argparse.Namespace, session: Session) -> int:
 
 
 def _report(weights_dir: str | None) -> dict:
-    import keras
-    import keras_cv
     import numpy as np
-    import tensorflow as tf
+
+    from kerasmorph.backend import keras_module, tensorflow_module
+
+    keras = keras_module()  # TensorFlow first, its start-up notices held back.
+    tf = tensorflow_module()
+    import keras_cv
 
     report = {
         "kerasmorph": kerasmorph.__version__,
@@ -51,6 +54,7 @@ def _report(weights_dir: str | None) -> dict:
         "devices": [
             f"{device.device_type}:{device.name}" for device in tf.config.list_physical_devices()
         ],
+        "found": _found_report(),
         "weights_searched": [str(d) for d in search_dirs(weights_dir)],
         "precision_auto": _auto_plan_report(),
         "presets": {},
@@ -78,6 +82,35 @@ def _report(weights_dir: str | None) -> dict:
     return report
 
 
+def _found_report() -> dict:
+    """The TensorFlow build, the devices it lists, what the machine has (`find_devices`)."""
+    from kerasmorph import devices
+
+    return devices.find_devices().to_json()
+
+
+def _found_lines(found: dict) -> list[str]:
+    """`found` as "found"/"cpu"/"note" lines: what TensorFlow sees and why."""
+    gpus = ", ".join(found["gpus"]) or (
+        f"none (NVIDIA driver: {found['nvidia_driver']})"
+        if found["nvidia_driver"]
+        else "none (no NVIDIA driver: no /proc/driver/nvidia, no nvidia-smi)"
+    )
+    tpus = ", ".join(found["tpus"]) or "none"
+    flags = ", ".join(found["cpu_bf16_flags"])
+    cpu = (
+        f"bf16 units ({flags} in /proc/cpuinfo): precision auto runs the UNet in bfloat16"
+        if flags
+        else "no bf16 units (no amx_bf16/avx512_bf16 in /proc/cpuinfo): precision auto stays "
+        "float32 on the CPU"
+    )
+    lines = [
+        f"{'found':<11} TensorFlow {found['tensorflow_build']} build; GPUs: {gpus}; TPUs: {tpus}",
+        f"{'cpu':<11} {cpu}",
+    ]
+    return lines + [f"{'note':<11} {note}" for note in found["notes"]]
+
+
 def _auto_plan_report() -> dict:
     """What `--precision auto` resolves to here, with the default batch sizes."""
     from kerasmorph import devices
@@ -97,6 +130,8 @@ def _print_report(report: dict) -> None:
     for key in _VERSIONS:
         print(f"{key:<11} {report[key]}")
     print(f"{'devices':<11} {', '.join(report['devices'])}")
+    for line in _found_lines(report["found"]):
+        print(line)
     auto = report["precision_auto"]
     print(
         f"{'auto':<11} text encoder {auto['text_encoder']}, UNet {auto['diffusion_model']}, "

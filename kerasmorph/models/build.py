@@ -24,19 +24,20 @@ from typing import Any
 
 from kerasmorph.backend import keras_module
 from kerasmorph.constants import MAX_PROMPT_LENGTH, PRECISIONS, Component
+from kerasmorph.licences import show_licence_notice
 from kerasmorph.models import tiny
 from kerasmorph.presets import Preset
+from kerasmorph.progress import ProgressBar
 from kerasmorph.shapes import pretrained as shapes_pretrained
 
 
 def _kerascv_models():
     """KerasCV's private Stable Diffusion component modules (TensorFlow needed)."""
     keras_module()
-    from keras_cv.src.models.stable_diffusion import (
-        decoder,
-        diffusion_model,
-        image_encoder,
-        text_encoder,
+    from kerasmorph.kerascv_internals import stable_diffusion_modules
+
+    decoder, diffusion_model, image_encoder, text_encoder = stable_diffusion_modules(
+        "decoder", "diffusion_model", "image_encoder", "text_encoder"
     )
 
     return text_encoder, diffusion_model, decoder, image_encoder
@@ -132,6 +133,7 @@ def build_component(
     weights_path: str | os.PathLike | None = None,
     precision: str = "float32",
     seed: int = tiny.DEFAULT_SEED,
+    verbose: bool = False,
 ):
     """Builds one component and loads its weights file, if any.
 
@@ -144,6 +146,9 @@ def build_component(
             `.weights.h5`); `None` keeps the random initialisation.
         precision: Keras dtype policy to build with.
         seed: weight seed of random presets.
+        verbose: once the weights file is loaded, show the tensors loaded
+            and the time taken as a (finished) progress bar; Keras reads
+            the file in one call, so the bar cannot move before.
 
     Returns:
         The built `keras.Model`.
@@ -163,6 +168,7 @@ def build_component(
     with dtype_policy_scope(precision):
         model = builder(component, img_height, img_width, seed)
     if weights_path is not None:
+        progress = ProgressBar(len(model.weights), verbose=verbose, unit_name="tensor")
         try:
             model.load_weights(os.fspath(weights_path))
         except Exception as error:  # h5py, ValueError: report them uniformly.
@@ -172,4 +178,6 @@ def build_component(
                 f"weight tensors). Is it a {preset.name} file for this component? "
                 f"Cause: {type(error).__name__}: {error}"
             ) from error
+        show_licence_notice(preset.licence)  # Real sd1/sd2 weights: once per process.
+        progress.advance(len(model.weights))
     return model

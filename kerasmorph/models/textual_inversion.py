@@ -58,7 +58,9 @@ class TextualInversion:
 def _chain(text_encoder):
     """(CLIPEmbedding, layers after it) of a KerasCV-style text encoder."""
     input_layer = keras_module().layers.InputLayer
-    from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding
+    from kerasmorph.kerascv_internals import stable_diffusion_name
+
+    CLIPEmbedding = stable_diffusion_name("text_encoder", "CLIPEmbedding")
 
     layers = [layer for layer in text_encoder.layers if not isinstance(layer, input_layer)]
     if not layers or not isinstance(layers[0], CLIPEmbedding):
@@ -96,7 +98,9 @@ def grow_text_encoder(text_encoder, vectors: np.ndarray):
         ValueError: when D differs from the encoder's width.
     """
     keras = keras_module()
-    from keras_cv.src.models.stable_diffusion.text_encoder import CLIPEmbedding
+    from kerasmorph.kerascv_internals import stable_diffusion_name
+
+    CLIPEmbedding = stable_diffusion_name("text_encoder", "CLIPEmbedding")
 
     embedding, rest = _chain(text_encoder)
     old = embedding.token_embedding.embeddings

@@ -42,12 +42,12 @@ _COMPONENT_SEED_OFFSET = {
 
 def _layers():
     """Imports KerasCV's Stable Diffusion layer classes (TensorFlow needed)."""
-    from keras_cv.src.models.stable_diffusion import (
-        attention_block,
-        diffusion_model,
-        padded_conv2d,
-        resnet_block,
-        text_encoder,
+    from kerasmorph.kerascv_internals import stable_diffusion_modules
+
+    attention_block, diffusion_model, padded_conv2d, resnet_block, text_encoder = (
+        stable_diffusion_modules(
+            "attention_block", "diffusion_model", "padded_conv2d", "resnet_block", "text_encoder"
+        )
     )
 
     return (

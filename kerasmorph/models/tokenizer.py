@@ -18,6 +18,8 @@ def bpe_vocabulary_path() -> Path:
 def build_tokenizer():
     """Builds KerasCV's CLIP `SimpleTokenizer` on the bundled vocabulary."""
     keras_module()
-    from keras_cv.src.models.stable_diffusion.clip_tokenizer import SimpleTokenizer
+    from kerasmorph.kerascv_internals import stable_diffusion_name
+
+    SimpleTokenizer = stable_diffusion_name("clip_tokenizer", "SimpleTokenizer")
 
     return SimpleTokenizer(bpe_path=str(bpe_vocabulary_path()))

@@ -14,7 +14,7 @@ What decides a frame is in `spec`; locking, resuming and sharding in
 | module | job |
 |---|---|
 | `spec` | what decides a frame: `RenderSpec`, fingerprints, manifests (`load_spec`) |
-| `directory` | rendering into a directory: `render_to_directory`, frames, sharding |
+| `directory` | `render_to_directory`, frames, sharding; reading one back (`finished_frames`) |
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from kerasmorph.renders.directory import (
     WALK_BUILDERS,
     RenderReport,
     build_walk,
+    finished_frames,
+    frame_count,
     frame_is_complete,
     frame_path,
+    iter_frame_files,
     read_frames,
     render_to_directory,
     shard_of_cluster,
@@ -58,8 +61,11 @@ __all__ = [
     "differing_fields",
     "embedding_files",
     "embedding_records",
+    "finished_frames",
+    "frame_count",
     "frame_is_complete",
     "frame_path",
+    "iter_frame_files",
     "legacy_weights_fingerprint",
     "load_spec",
     "model_fields",

@@ -27,7 +27,7 @@ import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,13 @@ import numpy as np
 
 from kerasmorph import atomic, export, locks, schedulers, walks
 from kerasmorph.errors import RenderDirectoryError
-from kerasmorph.renders.spec import MANIFEST, RenderSpec, _read_spec, differing_fields
+from kerasmorph.renders.spec import (
+    MANIFEST,
+    RenderSpec,
+    _read_spec,
+    differing_fields,
+    load_spec,
+)
 
 FRAME_PREFIX = "frame_"
 FRAME_DIGITS = 5
@@ -325,13 +331,78 @@ def _frame_files(directory: Path) -> list[Path]:
 
 def read_frames(directory: str | os.PathLike, num_frames: int) -> list[np.ndarray]:
     """Reads a finished render's frames back, in order."""
+    return list(iter_frame_files([frame_path(directory, i) for i in range(num_frames)]))
+
+
+def iter_frame_files(paths: Iterable[str | os.PathLike]) -> Iterator[np.ndarray]:
+    """Reads frame files one at a time: uint8 (H, W, 3) arrays, in the order given."""
     from PIL import Image
 
-    frames = []
-    for index in range(num_frames):
-        with Image.open(frame_path(directory, index)) as image:
-            frames.append(np.asarray(image.convert("RGB")))
-    return frames
+    for path in paths:
+        with Image.open(path) as image:
+            yield np.asarray(image.convert("RGB"))
+
+
+def frame_count(spec: RenderSpec) -> int:
+    """The frames a render has: `num_frames`, or `num_frames²` for a grid."""
+    return spec.num_frames**2 if spec.kind == "grid" else spec.num_frames
+
+
+def finished_frames(
+    directory: str | os.PathLike, *, partial: bool = False
+) -> tuple[RenderSpec, list[int]]:
+    """The complete frames of a render directory, for exporting them.
+
+    Reads the manifest and checks every frame as a resumed render would
+    (`frame_is_complete`), without locking or writing anything.
+
+    Args:
+        directory: a render directory, or its manifest.
+        partial: accept an unfinished render and return the frames done so
+            far; default: refuse it.
+
+    Returns:
+        `(spec, indices)`: the manifest's `RenderSpec` and the indices of
+        the complete frames, in order (`frame_path(directory, i)`).
+
+    Raises:
+        FileNotFoundError: when there is no manifest.
+        RenderDirectoryError: for an unreadable manifest, an unfinished
+            render (naming the missing frames) unless `partial`, or one with
+            no frame done.
+    """
+    spec = load_spec(directory)
+    directory = Path(directory)
+    directory = directory if directory.is_dir() else directory.parent
+    total = frame_count(spec)
+    done = [i for i in range(total) if frame_is_complete(frame_path(directory, i), *_size(spec))]
+    missing = sorted(set(range(total)) - set(done))
+    if not done:
+        raise RenderDirectoryError(
+            f"{directory} has none of its {total} frames yet: render it first "
+            f"(kerasmorph render {directory})."
+        )
+    if missing and not partial:
+        raise RenderDirectoryError(
+            f"{directory} is unfinished: {len(missing)} of {total} frames missing "
+            f"({_describe_indices(missing)}); finish it with `kerasmorph render "
+            f"{directory}`, or pass partial=True (CLI: --partial) to use the "
+            f"{len(done)} done."
+        )
+    return spec, done
+
+
+def _describe_indices(indices: list[int], limit: int = 8) -> str:
+    """`"frames 2, 5-7, 9"`: sorted indices as ranges, the first `limit` ranges named."""
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    named = [f"{start}" if start == end else f"{start}-{end}" for start, end in runs[:limit]]
+    more = f" and {len(runs) - limit} more ranges" if len(runs) > limit else ""
+    return f"frame{'s' if len(indices) > 1 else ''} {', '.join(named)}{more}"
 
 
 def _read_tf_config() -> tuple[str | None, int | None, dict[str, Any]]:

@@ -36,7 +36,9 @@ ALPHAS_CUMPROD = ("kerascv", "scaled_linear")
 
 @functools.lru_cache(maxsize=1)
 def _kerascv_table() -> np.ndarray:
-    from keras_cv.src.models.stable_diffusion.constants import _ALPHAS_CUMPROD
+    from kerasmorph.kerascv_internals import stable_diffusion_name
+
+    _ALPHAS_CUMPROD = stable_diffusion_name("constants", "_ALPHAS_CUMPROD")
 
     table = np.asarray(_ALPHAS_CUMPROD, dtype=np.float64)
     table.flags.writeable = False

@@ -113,7 +113,11 @@ TINY_CONFIG = ShapesConfig(
 
 
 def _keras_layers():
-    from keras_cv.src.models.stable_diffusion import diffusion_model, padded_conv2d, text_encoder
+    from kerasmorph.kerascv_internals import stable_diffusion_modules
+
+    text_encoder, diffusion_model, padded_conv2d = stable_diffusion_modules(
+        "text_encoder", "diffusion_model", "padded_conv2d"
+    )
 
     return text_encoder, diffusion_model, padded_conv2d.PaddedConv2D
 
