@@ -18,6 +18,7 @@ import numpy as np
 
 from kerasmorph import interpolation
 from kerasmorph.explorer.walk import Walk, derived_noise
+from kerasmorph.progress import ProgressBar
 from kerasmorph.schedules import Schedule, apply_schedule
 
 Metric = Literal["mad", "ssim"]
@@ -165,6 +166,7 @@ def refine(
     unconditional_guidance_scale: float = 7.5,
     batch_size: int | None = None,
     scheduler: str | Any | None = None,
+    negative_prompt: str | None = None,
 ) -> AdaptiveResult:
     """Renders a path, bisecting the largest changes until below `threshold`.
 
@@ -185,6 +187,8 @@ def refine(
         batch_size: UNet batch; also the number of bisections per round.
         scheduler: a `kerasmorph.schedulers` name or `Scheduler`; default the
             Explorer's (`"ddim"`).
+        negative_prompt: text of the unconditional pass of every frame;
+            default "".
 
     Returns:
         An `AdaptiveResult`.
@@ -199,7 +203,10 @@ def refine(
     batch_size = explorer.batch_size_for(initial_frames, batch_size)
 
     path_step_noise = getattr(path, "step_noise", None)
+    # One bar for the whole refinement (frames), the per-round bars muted.
+    progress = ProgressBar(max_frames, verbose=explorer.verbose, unit_name="frame")
 
+    @progress.counting(mute=explorer)
     def render(positions: np.ndarray) -> np.ndarray:
         step_noise = None
         if path_step_noise is not None:
@@ -216,6 +223,7 @@ def refine(
                     unconditional_guidance_scale=unconditional_guidance_scale,
                     batch_size=batch_size,
                     scheduler=scheduler,
+                    negative_prompt=negative_prompt,
                 )
             )
         )
@@ -238,6 +246,7 @@ def refine(
         order = np.argsort(positions, kind="stable")
         positions, frames = positions[order], frames[order]
         changes = frame_changes(frames, metric)
+    progress.finish()
     return AdaptiveResult(frames, positions, before, changes)
 
 

@@ -233,7 +233,7 @@ def delta_walk(
     """
     encoding = explorer.encode_text(prompt, long_prompts=long_prompts)[0]
     noise = explorer.noise(1, seed)
-    steps = _schedule_positions(num_frames, schedule) * (num_frames - 1)
+    steps = schedule_weights(num_frames, schedule) * (num_frames - 1)
     interpolation.delta_walk(  # Validates the arguments up front.
         encoding,
         num_frames,
@@ -459,10 +459,6 @@ def image_morph_walk(
     )
 
 
-def _schedule_positions(num_frames: int, schedule: str | Schedule) -> np.ndarray:
-    return schedule_weights(num_frames, schedule)
-
-
 def _check_prompts(prompts: Sequence[str], minimum: int, maximum: int | None = None) -> list[str]:
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if len(prompts) < minimum or (maximum is not None and len(prompts) > maximum):
@@ -488,12 +484,16 @@ def morph_images(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """Frames morphing between real images (DDIM inversion, then a walk).
 
     The inverted noises start and end the walk on the images only when it is
     rendered with DDIM, the inversion scheduler: `scheduler` must be `None`
-    (the Explorer's, if DDIM) or `"ddim"`.
+    (the Explorer's, if DDIM) or `"ddim"`. `negative_prompt` changes the
+    render only (the images are inverted under the empty prompt): at the
+    default guidance 1 it has no effect, above 1 it moves the ends off the
+    images.
     """
     _check_inversion_scheduler(explorer, scheduler)
     path = image_morph_walk(
@@ -506,9 +506,8 @@ def morph_images(
         inversion_guidance=unconditional_guidance_scale,
         long_prompts=long_prompts,
     )
-    return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
-    )
+    sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
+    return _render_all(explorer, path, sampling, negative_prompt)
 
 
 def _check_inversion_scheduler(explorer, scheduler: str | Scheduler | None) -> None:
@@ -521,8 +520,10 @@ def _check_inversion_scheduler(explorer, scheduler: str | Scheduler | None) -> N
         )
 
 
-def _render_all(explorer, walk: Walk, sampling: dict[str, Any]) -> np.ndarray:
-    return np.stack(list(explorer.render(walk, **sampling)))
+def _render_all(
+    explorer, walk: Walk, sampling: dict[str, Any], negative_prompt: str | None
+) -> np.ndarray:
+    return np.stack(list(explorer.render(walk, negative_prompt=negative_prompt, **sampling)))
 
 
 def interpolate(
@@ -537,13 +538,15 @@ def interpolate(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """Frames interpolating 2+ prompts with fixed noise (the KerasCV tutorial).
 
     `long_prompts` encodes prompts over 77 tokens in 75-token chunks (see
     `prompt_walk`); default: the Explorer's `long_prompts`. `scheduler` is a
     name from `kerasmorph.schedulers` or a `Scheduler` (default: the
-    Explorer's, `"ddim"`). The other one-liners take both too.
+    Explorer's, `"ddim"`). `negative_prompt` is the text of every frame's
+    unconditional pass (default ""). The other one-liners take all three too.
 
     Returns:
         uint8 (num_frames, H, W, 3).
@@ -558,9 +561,8 @@ def interpolate(
     walk = prompt_walk(
         explorer, prompts, num_frames, schedule=schedule, seed=seed, long_prompts=long_prompts
     )
-    return _render_all(
-        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
-    )
+    sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
+    return _render_all(explorer, walk, sampling, negative_prompt)
 
 
 def morph_prompts(
@@ -575,6 +577,7 @@ def morph_prompts(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """A prompt morph with sinh spacing: frames dense where the image flips."""
     return interpolate(
@@ -588,6 +591,7 @@ def morph_prompts(
         batch_size=batch_size,
         long_prompts=long_prompts,
         scheduler=scheduler,
+        negative_prompt=negative_prompt,
     )
 
 
@@ -603,6 +607,7 @@ def grid(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """The n·n frames of a 4-prompt bilinear grid, row-major.
 
@@ -616,9 +621,8 @@ def grid(
         vary_noise=vary_noise,
         long_prompts=long_prompts,
     )
-    return _render_all(
-        explorer, walk, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
-    )
+    sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
+    return _render_all(explorer, walk, sampling, negative_prompt)
 
 
 def walk(
@@ -633,14 +637,14 @@ def walk(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """Frames of a delta walk around one prompt (`encoding + k·step_size`)."""
     path = delta_walk(
         explorer, prompt, num_frames, step_size=step_size, seed=seed, long_prompts=long_prompts
     )
-    return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
-    )
+    sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
+    return _render_all(explorer, path, sampling, negative_prompt)
 
 
 def loop(
@@ -654,12 +658,12 @@ def loop(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """Frames of a circular noise loop on one prompt (loops seamlessly)."""
     path = noise_loop_walk(explorer, prompt, num_frames, seed=seed, long_prompts=long_prompts)
-    return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
-    )
+    sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
+    return _render_all(explorer, path, sampling, negative_prompt)
 
 
 def morph_seeds(
@@ -674,14 +678,14 @@ def morph_seeds(
     batch_size: int | None = None,
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
+    negative_prompt: str | None = None,
 ) -> np.ndarray:
     """Frames morphing the noise between seeds for one prompt (variance-preserving, eased)."""
     path = seed_walk(
         explorer, prompt, seeds, num_frames, schedule=schedule, long_prompts=long_prompts
     )
-    return _render_all(
-        explorer, path, _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
-    )
+    sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
+    return _render_all(explorer, path, sampling, negative_prompt)
 
 
 def _sampling(

@@ -18,6 +18,7 @@ bug its traceback.
 | `render` | render (and the rendering the walk commands share) |
 | `bench` | bench |
 | `checkpoints` | convert, merge, similarity |
+| `export` | export (a render directory into a GIF or MP4) |
 
 Only the handlers import TensorFlow, KerasCV and the model modules, so
 `kerasmorph --help` starts fast.
@@ -33,19 +34,23 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import kerasmorph
-from kerasmorph.cli import bench, checkpoints, generate, images, info, render, walks
-from kerasmorph.cli.arguments import SharedArguments
+from kerasmorph.cli import bench, checkpoints, export, generate, images, info, render, walks
+from kerasmorph.cli.arguments import HelpFormatter, SharedArguments
 from kerasmorph.cli.session import CommandError, ModelSettings, Session
 from kerasmorph.errors import KerasmorphError
 
 __all__ = ["CommandError", "ModelSettings", "Session", "build_parser", "main"]
 
 # In the order `kerasmorph --help` lists their commands.
-COMMANDS = (info, generate, walks, images, render, bench, checkpoints)
+COMMANDS = (info, generate, walks, images, render, export, bench, checkpoints)
 
 
 class _OneLineParser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose refusals are one line (argparse prints its usage first)."""
+    """An `ArgumentParser` whose refusals are one line (argparse prints its usage first)
+    and whose `--help` shows every option's default (subparsers inherit both)."""
+
+    def __init__(self, *args, formatter_class=HelpFormatter, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

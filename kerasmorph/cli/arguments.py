@@ -9,6 +9,9 @@ argparse's "the following arguments are required" errors name them first.
 Parents share their `Action` objects with every command that lists them: never
 call `set_defaults` on a command for a shared argument (it would change every
 command's default); ask for a variant instead (`rendering(frames=..., guidance=...)`).
+A command that cannot use a shared option asks for a variant without it
+(`generating(batch_size=False)`), so argparse refuses the flag instead of the
+command ignoring it. `HelpFormatter` shows every option's default in `--help`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,24 @@ from kerasmorph.schedules import SCHEDULES, get_schedule
 
 AUTO_MODEL = "auto"
 DEFAULT_GUIDANCE = 7.5
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to the help of every option with a default its help does not name."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or "default" in text
+            or default is None
+            or default is False
+            or default == []
+            or default is argparse.SUPPRESS
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def int_at_least(minimum: int):
@@ -128,8 +149,12 @@ def model_arguments() -> argparse.ArgumentParser:
             "offline 'shapes' toy model shipped with kerasmorph"
         ),
     )
-    group.add_argument("--height", type=positive_int, help="image height (multiple of 64)")
-    group.add_argument("--width", type=positive_int, help="image width (multiple of 64)")
+    group.add_argument(
+        "--height", type=positive_int, help="image height, a multiple of 64 (default: the model's)"
+    )
+    group.add_argument(
+        "--width", type=positive_int, help="image width, a multiple of 64 (default: the model's)"
+    )
     group.add_argument("--weights-dir", help="directory searched first for weight files")
     group.add_argument(
         "--embedding",
@@ -163,25 +188,43 @@ def model_arguments() -> argparse.ArgumentParser:
     return parser
 
 
-def sampling_arguments(guidance: float = DEFAULT_GUIDANCE) -> argparse.ArgumentParser:
-    """The "sampling" group: steps, guidance, seed, negative and long prompts, batch size."""
+def sampling_arguments(
+    guidance: float = DEFAULT_GUIDANCE, *, seed: bool = True, batch_size: bool = True
+) -> argparse.ArgumentParser:
+    """The "sampling" group: steps, guidance, seed, negative and long prompts, batch size.
+
+    Args:
+        guidance: the default of --guidance.
+        seed: whether the command draws noise (--seed).
+        batch_size: whether the command renders several images (--batch-size).
+    """
     parser = own_arguments()
     group = parser.add_argument_group("sampling")
     group.add_argument("--steps", type=positive_int, default=50, help="denoising steps")
     group.add_argument(
         "--guidance", type=finite_float, default=guidance, help="unconditional guidance scale"
     )
-    group.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
-    group.add_argument("--negative-prompt", default=None)
+    if seed:
+        group.add_argument("--seed", type=non_negative_int, default=0, help="noise seed")
+    group.add_argument(
+        "--negative-prompt",
+        default=None,
+        metavar="TEXT",
+        help="text of the unconditional pass, steered away from (default: the empty prompt)",
+    )
     group.add_argument(
         "--long-prompts",
         action="store_true",
         help="encode prompts (and the negative prompt) over 77 tokens in 75-token "
         "chunks, concatenated as A1111 does, instead of failing",
     )
-    group.add_argument(
-        "--batch-size", type=positive_int, default=None, help="images per UNet batch"
-    )
+    if batch_size:
+        group.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=None,
+            help="images per UNet batch (default: the device's for the image size)",
+        )
     group.add_argument(
         "--scheduler",
         choices=sorted(SCHEDULERS),
@@ -220,7 +263,7 @@ def frames_argument(default: int) -> argparse.ArgumentParser:
     """--frames with a command's default, in the "walk" group."""
     parser = own_arguments()
     parser.add_argument_group("walk").add_argument(
-        "--frames", type=positive_int, default=default, help=f"frames (default {default})"
+        "--frames", type=positive_int, default=default, help="frames"
     )
     return parser
 
@@ -229,20 +272,29 @@ def schedule_argument() -> argparse.ArgumentParser:
     """--schedule, the spacing of a walk's frames, in the "walk" group."""
     parser = own_arguments()
     parser.add_argument_group("walk").add_argument(
-        "--schedule", default=None, help=f"spacing of the frames: {', '.join(SCHEDULES)}"
+        "--schedule",
+        default=None,
+        help=f"spacing of the frames: {', '.join(SCHEDULES)} (default: the command's, "
+        "linear; ease for morph-seeds)",
     )
     return parser
 
 
-def output_arguments() -> argparse.ArgumentParser:
-    """The "output" group of the walk commands: --out and how frames are written."""
+def output_arguments(*, resume: bool = True) -> argparse.ArgumentParser:
+    """The "output" group of the walk commands: --out and how frames are written.
+
+    Args:
+        resume: whether a directory --out is a resumable render (--resume,
+            --overwrite); without, its frames are written over.
+    """
     parser = own_arguments()
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out",
         required=True,
         help="the suffix picks the format: .gif, .mp4, an image (.png/.jpg/.webp) "
-        "for a grid of the frames, or a directory (no suffix) of PNG frames",
+        "for a grid of the frames, or a directory (no suffix) of PNG frames"
+        + ("" if resume else " (frames of the same names replaced)"),
     )
     output.add_argument("--fps", type=positive_float, default=10.0, help="GIF/MP4 frame rate")
     output.add_argument(
@@ -250,14 +302,16 @@ def output_arguments() -> argparse.ArgumentParser:
         action="store_true",
         help="GIF: play forwards then backwards (frames + frames[2:-1] reversed)",
     )
-    resume = output.add_mutually_exclusive_group()
-    resume.add_argument(
+    if not resume:
+        return parser
+    choice = output.add_mutually_exclusive_group()
+    choice.add_argument(
         "--resume",
         dest="overwrite",
         action="store_false",
         help="(default) a directory --out is a resumable render: finished frames are kept",
     )
-    resume.add_argument(
+    choice.add_argument(
         "--overwrite",
         dest="overwrite",
         action="store_true",
@@ -343,12 +397,23 @@ class SharedArguments:
             adaptive=adaptive_arguments(),
         )
 
-    def generating(self) -> list[argparse.ArgumentParser]:
-        """The groups of a command that makes one image: model, sampling, --quiet."""
-        return [self.model, self.sampling, self.quiet]
+    def generating(self, *, batch_size: bool = True) -> list[argparse.ArgumentParser]:
+        """The groups of a command that makes images: model, sampling, --quiet.
+
+        Args:
+            batch_size: False for a command that makes one image (no --batch-size).
+        """
+        sampling = self.sampling if batch_size else sampling_arguments(batch_size=False)
+        return [self.model, sampling, self.quiet]
 
     def rendering(
-        self, frames: int | None, *, guidance: float | None = None
+        self,
+        frames: int | None,
+        *,
+        guidance: float | None = None,
+        schedule: bool = True,
+        resume: bool = True,
+        seed: bool = True,
     ) -> list[argparse.ArgumentParser]:
         """The groups of a command that renders frames.
 
@@ -356,7 +421,17 @@ class SharedArguments:
             frames: the default of --frames; None: no --frames (the command
                 decides the number of frames itself).
             guidance: another default of --guidance than 7.5.
+            schedule: False for a command whose frames have no spacing (no --schedule).
+            resume: False for a command whose directory --out is not a
+                resumable render (no --resume, --overwrite).
+            seed: False for a command that draws no noise (no --seed).
         """
-        sampling = self.sampling if guidance is None else sampling_arguments(guidance)
-        walk = [self.schedule] if frames is None else [frames_argument(frames), self.schedule]
-        return [*walk, self.output, self.strategy, self.model, sampling, self.quiet]
+        sampling = self.sampling
+        if guidance is not None or not seed:
+            sampling = sampling_arguments(
+                DEFAULT_GUIDANCE if guidance is None else guidance, seed=seed
+            )
+        walk = [frames_argument(frames)] if frames is not None else []
+        walk += [self.schedule] if schedule else []
+        output = self.output if resume else output_arguments(resume=False)
+        return [*walk, output, self.strategy, self.model, sampling, self.quiet]

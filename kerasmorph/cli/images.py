@@ -34,12 +34,18 @@ def register(subparsers, shared: SharedArguments) -> None:
     own = own_arguments()
     own.add_argument("image")
     own.add_argument("prompt")
-    own.add_argument("--strength", type=unit_float, default=0.75)
+    own.add_argument(
+        "--strength",
+        type=unit_float,
+        default=0.75,
+        help="how far from the image to go, in [0, 1] (0: the image, 1: text to image)",
+    )
     own.add_argument("--out", required=True, help="image path (.png/.jpg/.webp)")
     subparsers.add_parser(
         "img2img",
         help="image to image with a strength",
-        parents=[own, shared.fit, *shared.generating()],
+        # One image: no --batch-size.
+        parents=[own, shared.fit, *shared.generating(batch_size=False)],
     ).set_defaults(run=run_img2img)
 
     own = own_arguments()
@@ -49,6 +55,8 @@ def register(subparsers, shared: SharedArguments) -> None:
         "--param",
         choices=("strength", "guidance", "num_steps", "prompt_weight"),
         default="strength",
+        help="the argument swept; prompt_weight mixes the empty prompt's encoding (0) "
+        "with the prompt's (1), and alone batches its frames (--batch-size)",
     )
     own.add_argument(
         "--range",
@@ -62,7 +70,9 @@ def register(subparsers, shared: SharedArguments) -> None:
     subparsers.add_parser(
         "sweep",
         help="vary one argument over a range with the noise fixed",
-        parents=[own, shared.fit, *shared.rendering(None)],
+        # The values are --range's (no --schedule); a directory --out is not a
+        # resumable render (no --resume, --overwrite).
+        parents=[own, shared.fit, *shared.rendering(None, schedule=False, resume=False)],
     ).set_defaults(run=run_sweep)
     _register_inpaint(subparsers, shared)
     _register_morph_images(subparsers, shared)
@@ -88,7 +98,8 @@ def _register_inpaint(subparsers, shared: SharedArguments) -> None:
     subparsers.add_parser(
         "inpaint",
         help="repaint the white part of a mask",
-        parents=[own, shared.fit, *shared.generating()],
+        # One image: no --batch-size.
+        parents=[own, shared.fit, *shared.generating(batch_size=False)],
     ).set_defaults(run=run_inpaint)
 
 
@@ -105,8 +116,10 @@ def _register_morph_images(subparsers, shared: SharedArguments) -> None:
     subparsers.add_parser(
         "morph-images",
         help="morph between real images by DDIM inversion",
-        # Here --guidance, also the inversion's, defaults to 1.0.
-        parents=[own, shared.fit, *shared.rendering(30, guidance=1.0)],
+        # Here --guidance, also the inversion's, defaults to 1.0. The noise is
+        # the images' inverted (no --seed); a directory --out is not a
+        # resumable render (no --resume, --overwrite).
+        parents=[own, shared.fit, *shared.rendering(30, guidance=1.0, resume=False, seed=False)],
     ).set_defaults(run=run_morph_images)
 
 
@@ -165,7 +178,14 @@ def run_sweep(args: argparse.Namespace, session: Session) -> int:
         fewer="a coarser --range (fewer values)",
         num_values=count,
     )
-    values = sweeps.parse_range(args.range)
+    values = sweeps.check_values(args.param, sweeps.parse_range(args.range))
+    if args.batch_size is not None and args.param != "prompt_weight":
+        raise CommandError(
+            "--batch-size batches the frames of a --param prompt_weight sweep only (the "
+            "other params change the sampler's settings per frame). Received: "
+            f"--param {args.param} --batch-size {args.batch_size}"
+        )
+    clamp_batch_size(args, session, count)
     explorer = session.explorer_for(args)
     image = _loaded_images(explorer, [args.image], args.fit)
     result = sweeps.sweep(
@@ -179,6 +199,8 @@ def run_sweep(args: argparse.Namespace, session: Session) -> int:
         unconditional_guidance_scale=args.guidance,
         scheduler=build_scheduler(args),
         strength=args.strength,
+        negative_prompt=args.negative_prompt,
+        batch_size=args.batch_size,
     )
     if out.suffix.lower() in IMAGE_SUFFIXES:
         print(plotting.save_grid(out, result.frames, labels=list(result.labels)))
@@ -206,6 +228,7 @@ def run_inpaint(args: argparse.Namespace, session: Session) -> int:
         scheduler=build_scheduler(args),
         seed=args.seed,
         feather_radius=args.feather,
+        negative_prompt=args.negative_prompt,
     )
     print(export.save_frame(out, result.composite[0]))
     if raw is not None:
@@ -216,6 +239,8 @@ def run_inpaint(args: argparse.Namespace, session: Session) -> int:
 def run_morph_images(args: argparse.Namespace, session: Session) -> int:
     from kerasmorph import walks
 
+    if len(args.images) < 2:
+        raise CommandError(f"morph-images needs 2+ images. Received: {len(args.images)}")
     if len(args.prompts) != len(args.images):
         raise CommandError(
             f"--prompts needs one prompt per image. Received: {len(args.images)} images "

@@ -12,10 +12,10 @@ from kerasmorph.cli.arguments import (
     SharedArguments,
     build_scheduler,
     finite_float,
+    int_at_least,
     non_negative_int,
     own_arguments,
     positive_float,
-    positive_int,
     resolve_schedule,
 )
 from kerasmorph.cli.checks import (
@@ -28,6 +28,9 @@ from kerasmorph.cli.checks import (
 from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.render import render_spec
 from kerasmorph.cli.session import CommandError, Session
+
+# `walk`'s element-wise step, the KerasCV tutorial's `ones × 0.005`.
+DEFAULT_STEP_SIZE = 0.005
 
 
 def register(subparsers, shared: SharedArguments) -> None:
@@ -42,7 +45,7 @@ def register(subparsers, shared: SharedArguments) -> None:
 
     own = own_arguments()
     own.add_argument("prompts", nargs=4, metavar="PROMPT", help="TL TR BL BR")
-    own.add_argument("--size", type=positive_int, default=4, help="frames per side")
+    own.add_argument("--size", type=int_at_least(2), default=4, help="frames per side, >= 2")
     own.add_argument("--vary-noise", action="store_true", help="a different noise for every cell")
     subparsers.add_parser(
         "grid", help="bilinear grid of 4 prompts", parents=[own, *shared.rendering(None)]
@@ -50,7 +53,12 @@ def register(subparsers, shared: SharedArguments) -> None:
 
     own = own_arguments()
     own.add_argument("prompt")
-    own.add_argument("--step-size", type=finite_float, default=0.005, help="element-wise step")
+    own.add_argument(
+        "--step-size",
+        type=finite_float,
+        default=None,
+        help=f"element-wise step (default: {DEFAULT_STEP_SIZE})",
+    )
     own.add_argument(
         "--norm", type=positive_float, default=None, help="L2 length of each step instead"
     )
@@ -77,11 +85,13 @@ def register(subparsers, shared: SharedArguments) -> None:
         "--noise-method",
         choices=("variance_preserving", "slerp"),
         default="variance_preserving",
+        help="how neighbouring seeds' noises are mixed (both keep it standard normal)",
     )
     subparsers.add_parser(
         "morph-seeds",
         help="morph the noise between seeds for one prompt",
-        parents=[own, *shared.rendering(10), shared.adaptive],
+        # The noises are --seeds' (no --seed).
+        parents=[own, *shared.rendering(10, seed=False), shared.adaptive],
     ).set_defaults(run=run_morph_seeds)
 
 
@@ -117,20 +127,45 @@ def _check(
     clamp_batch_size(args, session, num_frames)
 
 
+def _check_keyframes(args: argparse.Namespace, keyframes: list, noun: str) -> None:
+    """Refuses a path of fewer than 2 keyframes (`noun`: prompts, seeds), fewer --frames
+    than keyframes, or an --adaptive render without a frame budget, before the model is built."""
+    count = len(keyframes)
+    if count < 2:
+        raise CommandError(
+            f"{args.command} needs at least 2 {noun}. Received: {count} {noun} {keyframes!r}"
+        )
+    if args.adaptive is None:
+        if args.frames < count:
+            raise CommandError(
+                f"{count} keyframes need at least {count} frames. Received: --frames {args.frames}"
+            )
+        return
+    if args.max_frames is None:
+        raise CommandError("--adaptive needs --max-frames N (the frame budget)")
+    if not 2 <= args.frames <= args.max_frames:
+        raise CommandError(
+            "--adaptive renders --frames (>= 2) first, then bisects up to --max-frames: "
+            f"need 2 <= --frames <= --max-frames. Received: --frames {args.frames} "
+            f"--max-frames {args.max_frames}"
+        )
+
+
 def _plot_path(out):
     """Where an adaptive render's plot of the changes goes, beside --out."""
     return out.with_name(f"{out.stem or out.name}.changes.png")
 
 
 def run_interpolate(args: argparse.Namespace, session: Session) -> int:
+    _check_keyframes(args, args.prompts, "prompts")
     _check(args, session, args.frames, walk="path", request=f"--frames {args.frames}")
     if args.adaptive is not None:
         import numpy as np
 
+        schedule = resolve_schedule(args, "linear")
         explorer = session.explorer_for(args)
         encodings = explorer.encode_text(args.prompts, long_prompts=args.long_prompts)
         noises = np.repeat(explorer.noise(1, args.seed), len(args.prompts), axis=0)
-        schedule = resolve_schedule(args, "linear")
         return _render_adaptive(args, explorer, encodings, noises, schedule, "slerp")
     return render_spec(
         args,
@@ -169,9 +204,15 @@ def run_grid(args: argparse.Namespace, session: Session) -> int:
 
 
 def run_walk(args: argparse.Namespace, session: Session) -> int:
+    if args.step_size is not None and args.norm is not None:
+        raise CommandError(
+            "--step-size and --norm both set the length of a step: give one. Received: "
+            f"--step-size {args.step_size} --norm {args.norm}"
+        )
     _check(args, session, args.frames, walk="positions", request=f"--frames {args.frames}")
+    step_size = DEFAULT_STEP_SIZE if args.step_size is None else args.step_size
     options = {
-        "step_size": None if args.norm is not None else args.step_size,
+        "step_size": None if args.norm is not None else step_size,
         "norm": args.norm,
         "direction_seed": args.direction_seed,
     }
@@ -194,17 +235,16 @@ def run_loop(args: argparse.Namespace, session: Session) -> int:
 
 
 def run_morph_seeds(args: argparse.Namespace, session: Session) -> int:
+    _check_keyframes(args, args.seeds, "seeds")
     _check(args, session, args.frames, walk="path", request=f"--frames {args.frames}")
     if args.adaptive is not None:
         import numpy as np
 
-        if len(args.seeds) < 2:
-            raise CommandError(f"--seeds needs at least 2 seeds. Received: {args.seeds}")
+        schedule = resolve_schedule(args, "ease")
         explorer = session.explorer_for(args)
         noises = np.concatenate([explorer.noise(1, seed) for seed in args.seeds])
         encoding = explorer.encode_text(args.prompt, long_prompts=args.long_prompts)
         encodings = np.repeat(encoding, len(args.seeds), axis=0)
-        schedule = resolve_schedule(args, "ease")
         return _render_adaptive(args, explorer, encodings, noises, schedule, args.noise_method)
     return render_spec(
         args,
@@ -225,8 +265,6 @@ def _render_adaptive(
     from kerasmorph import adaptive
 
     out = check_output_path(args.out)
-    if args.max_frames is None:
-        raise CommandError("--adaptive needs --max-frames N (the frame budget)")
     result = adaptive.refine(
         explorer,
         adaptive.keyframe_path(encodings, noises, schedule=schedule, noise_method=noise_method),
@@ -237,6 +275,7 @@ def _render_adaptive(
         unconditional_guidance_scale=args.guidance,
         scheduler=build_scheduler(args),
         batch_size=args.batch_size,
+        negative_prompt=args.negative_prompt,
     )
     print(write_frames(out, result.frames, args))
     figure = adaptive.plot_changes(result)

@@ -9,6 +9,7 @@
 | `tasks` | img2img, inpainting, inversion as compositions of the Explorer's steps |
 | `walk` | `Walk`: the inputs of every frame of a render, computed batch by batch |
 | `checks` | validation of encodings and noise; `NonFiniteOutputError` |
+| `kerascv_api` | KerasCV drop-in: positional arguments, dtype policy, seeds, private attributes |
 
 It imports the layers below it (numpy math, weights, devices, presets,
 models, schedulers, the sampler) and never the workflows built on it (walks,

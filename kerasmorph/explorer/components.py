@@ -143,12 +143,26 @@ class ComponentStore:
             )
 
     def set(self, name: Component, model: Any) -> None:
-        """Replaces a component (e.g. a text encoder grown by textual inversion)."""
+        """Replaces a component (e.g. a text encoder grown by textual inversion).
+
+        Everything derived from the old one is dropped (`invalidate`). `None`
+        forgets the component: the next `get` builds it from the preset again.
+        """
         self._check_name(name)
-        self._components[name] = model
-        if self.kerascv_model is not None:
-            kerascv_lib.attach_components(self.kerascv_model, {name: model})
+        if model is None:
+            self._components.pop(name, None)
+        else:
+            self._components[name] = model
+            if self.kerascv_model is not None:
+                kerascv_lib.attach_components(self.kerascv_model, {name: model})
         self.invalidate(name)
+
+    def peek(self, name: str) -> Any:
+        """The component `name` (or `"tokenizer"`) if built, else None; builds nothing."""
+        if name == "tokenizer":
+            return self._tokenizer
+        self._check_name(name)
+        return self._components.get(name)
 
     @staticmethod
     def _check_name(name: str) -> None:

@@ -21,21 +21,15 @@ import numpy as np
 from kerasmorph import devices
 from kerasmorph._checks import check_count, validate_image_size
 from kerasmorph.constants import COMPONENTS, MAX_PROMPT_LENGTH, Precision
-from kerasmorph.explorer import tasks
+from kerasmorph.explorer import kerascv_api, tasks
 from kerasmorph.explorer.batching import (
     map_batches,
     resolve_batch_size,
 )
-from kerasmorph.explorer.checks import (
-    check_finite,
-    check_noise,
-    check_seed_or_noise,
-    count_images,
-    is_batched,
-    unbatch,
-)
+from kerasmorph.explorer.checks import check_finite, check_noise
 from kerasmorph.explorer.components import ComponentStore, model_prediction_type, resolve_model
 from kerasmorph.explorer.denoising import denoise_walk, resolve_scheduler
+from kerasmorph.explorer.kerascv_api import component_attribute, generation_inputs
 from kerasmorph.explorer.tasks import InpaintResult
 from kerasmorph.explorer.text import PromptEncoder
 from kerasmorph.explorer.walk import as_walk
@@ -53,12 +47,24 @@ class Explorer:
     looked up on disk when the Explorer is created, so missing weights are
     reported at once, before anything is built.
 
+    It is a drop-in for `keras_cv.models.StableDiffusion`: KerasCV's
+    positional `Explorer(img_height, img_width, jit_compile)` (an int first
+    means the `"sd1"` model), `text_to_image`, `generate_image`'s positional
+    order, the global dtype policy (`precision=None`), `seed=None` drawn
+    from Keras' seed generator (`keras.utils.set_random_seed` makes it
+    reproducible) and the private component attributes (`_text_encoder`,
+    `_diffusion_model`, `_decoder`, `_image_encoder`, `_tokenizer`), which
+    read as KerasCV's (None until built) and, when assigned, replace the
+    component and drop everything compiled or cached from the old one.
+
     Args:
         model: a preset name (`"sd1"`, `"sd2"`, `"tiny"`), a folder written
             by `kerasmorph.checkpoints.convert` (its preset and weights), or an
             existing `keras_cv.models.StableDiffusion`/`StableDiffusionV2` whose built
             components are reused (components it has not built yet are built
-            here from local weight files and set on it too).
+            here from local weight files and set on it too). An int is
+            KerasCV's `img_height`: `Explorer(512, 512, True)` is
+            `Explorer("sd1", 512, 512, True)`.
         img_height: image height in pixels, a multiple of 64 (KerasCV rounds
             to 128 silently; kerasmorph raises instead). Default: the preset's.
         img_width: image width in pixels, a multiple of 64.
@@ -66,16 +72,20 @@ class Explorer:
             `None` (default) lets `precision` decide: XLA everywhere, except
             the denoising step of the bf16 CPU plan of `precision="auto"`.
         precision: Keras dtype policy of the text encoder and UNet that this
-            Explorer builds: `"float32"` (default), `"mixed_float16"`,
-            `"mixed_bfloat16"`, `"bfloat16"` (weights stored in bf16), or
-            `"auto"`: the fastest safe choice for the device (see
-            `kerasmorph.devices`; on a CPU with AMX/AVX512-BF16, a bf16 UNet
-            without XLA and a float32 text encoder). The global Keras policy
-            is set only while those components are constructed and then
-            restored, so the caller's policy is unchanged afterwards. The
-            VAE decoder and encoder stay float32 (a float16 VAE overflows);
-            the scheduler arithmetic, guidance and noise are float32 in
-            every case. The resolved choice is `describe()["precision_plan"]`.
+            Explorer builds. `None` (default): the global Keras policy when
+            the Explorer is made, as KerasCV (`"float32"` unless set, e.g.
+            `keras.mixed_precision.set_global_policy("mixed_float16")`);
+            `"float32"`, `"mixed_float16"`, `"mixed_bfloat16"`, `"bfloat16"`
+            (weights stored in bf16); or `"auto"`: the fastest safe choice
+            for the device (see `kerasmorph.devices`; on a CPU with
+            AMX/AVX512-BF16, a bf16 UNet without XLA and a float32 text
+            encoder). The global Keras policy is set only while those
+            components are constructed and then restored, so the caller's
+            policy is unchanged afterwards. The VAE decoder and encoder stay
+            float32 (a float16 VAE overflows); the scheduler arithmetic,
+            guidance and noise are float32 in every case. The resolved choice
+            is `describe()["precision_plan"]`, where it came from
+            `describe()["precision_source"]`.
         weights_dir: a directory searched first for weight files (then
             `$KERASMORPH_WEIGHTS`, then the Keras cache).
         download: `True` downloads missing weights through KerasCV's origins,
@@ -108,17 +118,25 @@ class Explorer:
     explorer = kerasmorph.Explorer("sd1", img_height=512, img_width=512)
     encoding = explorer.encode_text("Tacos at dawn")
     images = explorer.generate_image(encoding, batch_size=3, seed=42)
+    model = kerasmorph.Explorer(512, 512, True)  # KerasCV's StableDiffusion(512, 512, True)
+    images = model.text_to_image("photograph of an astronaut riding a horse", batch_size=3)
     ```
     """
 
+    _text_encoder = component_attribute("text_encoder")
+    _diffusion_model = component_attribute("diffusion_model")
+    _decoder = component_attribute("decoder")
+    _image_encoder = component_attribute("image_encoder")
+    _tokenizer = component_attribute("tokenizer")
+
     def __init__(
         self,
-        model: str | Any = "sd1",
-        *,
+        model: str | int | Any = "sd1",
         img_height: int | None = None,
         img_width: int | None = None,
         jit_compile: bool | None = None,
-        precision: Precision = "float32",
+        *,
+        precision: Precision | None = None,
         weights_dir: str | None = None,
         download: bool | None = None,
         seed: int = 0,
@@ -128,6 +146,9 @@ class Explorer:
         components: Mapping[str, Any] | None = None,
         scheduler: str | Scheduler = "ddim",
     ):
+        model, img_height, img_width, jit_compile = kerascv_api.constructor_arguments(
+            model, img_height, img_width, jit_compile
+        )
         self.preset, kerascv_model, weights_dir = resolve_model(model, weights_dir)
         # What the UNet predicts; a converted folder records it (SD 2.x 768-v: v).
         self.prediction_type = model_prediction_type(weights_dir)
@@ -142,8 +163,11 @@ class Explorer:
         self.img_width = validate_image_size(
             "img_width", img_width or self.preset.default_size, multiple
         )
-        self.precision_plan = devices.resolve_precision(precision, jit_compile)
-        self.precision = precision
+        self.precision_plan, self.precision_source = kerascv_api.resolve_plan(
+            precision, jit_compile
+        )
+        # The request, or the global policy that precision=None followed.
+        self.precision = self.precision_plan.requested
         # The denoising step's compilation; the VAE's is in `precision_plan`.
         self.jit_compile = self.precision_plan.jit_compile
         self.default_batch_size = devices.default_batch_size(
@@ -342,6 +366,7 @@ class Explorer:
             "img_width": self.img_width,
             "jit_compile": self.jit_compile,
             "precision": self.precision,
+            "precision_source": self.precision_source,
             "precision_plan": self.precision_plan.to_json(),
             "default_batch_size": self.default_batch_size,
             "weights": {name: str(path) for name, path in self._store.weight_paths.items()},
@@ -531,19 +556,75 @@ class Explorer:
 
     # -------------------------------------------------------------- generation
 
+    def text_to_image(
+        self,
+        prompt: str | Sequence[str],
+        negative_prompt: str | None = None,
+        batch_size: int = 1,
+        num_steps: int = 50,
+        unconditional_guidance_scale: float = 7.5,
+        seed: int | None = None,
+        *,
+        long_prompts: bool | None = None,
+        scheduler: str | Scheduler | None = None,
+    ) -> np.ndarray:
+        """Generates images from a prompt: KerasCV's `text_to_image`.
+
+        `generate_image(encode_text(prompt), negative_prompt, batch_size,
+        num_steps, unconditional_guidance_scale, seed=seed)`, with KerasCV's
+        arguments in KerasCV's order; kerasmorph's own are keyword-only.
+
+        Args:
+            prompt: a string; a list of strings gives one image per prompt
+                (then `batch_size` is the images per UNet batch).
+            negative_prompt: text of the unconditional pass; default "".
+            batch_size: number of images of one prompt, >= 1 (default 1).
+            num_steps: denoising steps, >= 1.
+            unconditional_guidance_scale: classifier-free guidance scale.
+            seed: draws the noise with `Explorer.noise(N, seed)`; `None`
+                draws a seed from Keras' global seed generator, so
+                `keras.utils.set_random_seed(n)` makes it reproducible.
+            long_prompts: as in `encode_text`; default the Explorer's.
+            scheduler: as in `generate_image`; default the Explorer's.
+
+        Returns:
+            uint8 array (N, img_height, img_width, 3).
+
+        Example:
+
+        ```python
+        model = kerasmorph.Explorer(img_height=512, img_width=512, jit_compile=True)
+        images = model.text_to_image("photograph of an astronaut riding a horse", batch_size=3)
+        ```
+        """
+        encoded_text = self.encode_text(prompt, long_prompts=long_prompts)
+        return self.generate_image(
+            encoded_text,
+            negative_prompt,
+            batch_size,
+            num_steps,
+            unconditional_guidance_scale,
+            seed=seed,
+            scheduler=scheduler,
+        )
+
     def generate_image(
         self,
         encoded_text: np.ndarray,
+        negative_prompt: str | None = None,
         batch_size: int | None = None,
         num_steps: int = 50,
         unconditional_guidance_scale: float = 7.5,
         diffusion_noise: np.ndarray | None = None,
         seed: int | None = None,
-        negative_prompt: str | None = None,
         *,
         scheduler: str | Scheduler | None = None,
     ) -> np.ndarray:
         """Generates images from text encodings, as KerasCV does.
+
+        The arguments are KerasCV's, in KerasCV's order
+        (`generate_image(encoding, None, 3)` makes 3 images in 50 steps);
+        kerasmorph's own are keyword-only.
 
         The number of images N comes from the first of: the encodings' batch
         axis, the noise's batch axis, `batch_size` (then the single encoding
@@ -559,20 +640,27 @@ class Explorer:
 
         Args:
             encoded_text: float (N, 77·k, D) or (77·k, D) from `encode_text`,
-                k >= 1 (k = 1 for prompts of up to 75 tokens).
-            batch_size: images per UNet batch (and the image count when nothing
-                else sets it). Default: min(N, `default_batch_size`).
-            num_steps: denoising steps, >= 1.
-            unconditional_guidance_scale: classifier-free guidance scale.
-            diffusion_noise: float (N, H/8, W/8, 4) or (H/8, W/8, 4) starting
-                latents; exclusive with `seed`.
-            seed: draws the noise with `Explorer.noise(N, seed)`; random when
-                neither `seed` nor `diffusion_noise` is given.
+                k >= 1 (k = 1 for prompts of up to 75 tokens); numpy arrays
+                or tensors. (N, 1, 77·k, D), `keras.ops.linspace` of two
+                `encode_text` results, is squeezed as KerasCV does.
             negative_prompt: replaces the empty prompt of the unconditional
                 pass. It is encoded in chunks (and padded with empty chunks)
                 when `encoded_text` is longer than 77 or the Explorer's
                 `long_prompts` is on; if it needs more chunks than the
                 prompt, the prompt's encodings get empty chunks instead.
+            batch_size: images per UNet batch, and the image count when
+                nothing else sets it (KerasCV's meaning). Default: KerasCV's
+                one image when the encodings and noise have no batch axis,
+                else min(N, `default_batch_size`) per UNet batch.
+            num_steps: denoising steps, >= 1.
+            unconditional_guidance_scale: classifier-free guidance scale.
+            diffusion_noise: float (N, H/8, W/8, 4) or (H/8, W/8, 4) starting
+                latents; exclusive with `seed`.
+            seed: draws the noise with `Explorer.noise(N, seed)`. When
+                neither `seed` nor `diffusion_noise` is given, a seed is
+                drawn from Keras' global seed generator, so
+                `keras.utils.set_random_seed(n)` makes the result
+                reproducible, as in KerasCV (whose noise itself differs).
             scheduler: the sampling algorithm: a name from
                 `kerasmorph.schedulers` (`"ddim"`, `"dpmpp_2m"`, ...) or a
                 configured `kerasmorph.schedulers.Scheduler`. Default: the
@@ -587,18 +675,7 @@ class Explorer:
                 multiple of 77).
             NonFiniteOutputError: when the result has NaN/Inf values.
         """
-        check_seed_or_noise(seed, diffusion_noise)
-        encodings = self._text.check(encoded_text)
-        noise = None if diffusion_noise is None else self._check_noise(diffusion_noise)
-        num_images = count_images(encodings, noise, batch_size)
-        if not is_batched(encodings, 2):
-            encodings = np.repeat(unbatch(encodings, 2)[None], num_images, axis=0)
-        if noise is None:
-            if seed is None:
-                seed = int(np.random.default_rng().integers(2**31))
-            noise = self.noise(num_images, seed)
-        elif not is_batched(noise, 3):
-            noise = np.repeat(unbatch(noise, 3)[None], num_images, axis=0)
+        encodings, noise = generation_inputs(self, encoded_text, batch_size, diffusion_noise, seed)
         frames = self.render(
             (encodings, noise),
             num_steps=num_steps,
@@ -848,6 +925,7 @@ class Explorer:
         diffusion_noise: np.ndarray | None = None,
         feather_radius: float = 4.0,
         scheduler: str | Scheduler | None = None,
+        negative_prompt: str | None = None,
     ) -> InpaintResult:
         """Repaints the white part of `mask` by latent mask blending.
 
@@ -867,6 +945,7 @@ class Explorer:
             feather_radius: blur radius in pixels of the composite's mask edge.
             scheduler: a scheduler name or `Scheduler`; default the Explorer's.
                 The kept region is re-noised to each UNet call's level.
+            negative_prompt: text of the unconditional pass; default "".
 
         Returns:
             An `InpaintResult` with `images` (decoded, uint8 (N, H, W, 3)),
@@ -884,6 +963,7 @@ class Explorer:
             diffusion_noise=diffusion_noise,
             feather_radius=feather_radius,
             scheduler=self._scheduler(scheduler, num_steps),
+            negative_prompt=negative_prompt,
         )
 
     def invert(

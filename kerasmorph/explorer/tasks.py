@@ -59,7 +59,9 @@ def image_noise(explorer: "Explorer", num: int, seed: Any, diffusion_noise: Any)
         noise = explorer._check_noise(diffusion_noise)
         return noise[None] if noise.ndim == 3 else noise
     if seed is None:
-        seed = int(np.random.default_rng().integers(2**31))
+        from kerasmorph.explorer.kerascv_api import draw_seed
+
+        seed = draw_seed()
     return explorer.noise(num, seed)
 
 
@@ -123,6 +125,7 @@ def inpaint(
     diffusion_noise: np.ndarray | None,
     feather_radius: float,
     scheduler: schedulers.Scheduler,
+    negative_prompt: str | None = None,
 ) -> InpaintResult:
     """Inpainting by latent mask blending; see `Explorer.inpaint`."""
     unconditional_guidance_scale = check_float32(
@@ -136,7 +139,7 @@ def inpaint(
     noise = image_noise(explorer, 1, seed, diffusion_noise)
     count = len(noise)
     encodings, unconditional = explorer._text.guidance_contexts(
-        explorer._text.for_images(prompt, count), None
+        explorer._text.for_images(prompt, count), negative_prompt
     )
     keep = (
         np.repeat(images_lib.latent_mask(pixel_mask)[None], count, axis=0),
@@ -157,7 +160,12 @@ def inpaint(
         final,
         "denoising",
         explorer.precision,
-        {"encoded_text": encodings, "diffusion_noise": noise, "image latents": original},
+        {
+            "encoded_text": encodings,
+            "diffusion_noise": noise,
+            "image latents": original,
+            "unconditional context": unconditional,
+        },
         guidance=unconditional_guidance_scale,
     )
     generated = explorer.decode(final)
