@@ -310,3 +310,30 @@ def test_info_says_what_it_found_and_why(capsys):
     cpu = next(line for line in lines if line.startswith("cpu "))
     assert ("bf16 units (" in cpu) == bool(found["cpu_bf16_flags"])
     assert "precision auto" in cpu
+
+
+def test_quiet_silences_the_notice_only_once_shown_for_that_output(
+    no_notice_shown, tmp_path, caplog
+):
+    notice = "Weights: a licence, https://example.org"
+    record = tmp_path / "cache" / "licence-notices.json"
+    render_dir = tmp_path / "renders" / "cat-dog"
+
+    def shown(output, quiet):
+        licences._shown.clear()  # A new process.
+        licences.for_output(output, quiet=quiet, record=record)
+        return licences.show_licence_notice(notice)
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="kerasmorph.licences"):
+            assert shown(render_dir, quiet=True)  # Never silenced before it was shown.
+            assert not shown(render_dir, quiet=True)  # Shown for it already: quiet holds.
+            assert shown(render_dir, quiet=False)  # Not quiet: always shown once.
+            assert shown(tmp_path / "other.gif", quiet=True)  # Another output.
+            assert not shown(tmp_path / "other.gif", quiet=True)
+            record.write_text("not json")  # A broken record only shows it again.
+            assert shown(render_dir, quiet=True)
+    finally:
+        licences.for_output(None, quiet=False, record=None)
+    assert len(caplog.records) == 4
+    assert sorted(json.loads(record.read_text())) == [str(render_dir.resolve())]

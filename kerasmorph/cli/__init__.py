@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import kerasmorph
+from kerasmorph import licences, weights
 from kerasmorph.cli import bench, checkpoints, export, generate, images, info, render, walks
 from kerasmorph.cli.arguments import HelpFormatter, SharedArguments
 from kerasmorph.cli.session import CommandError, ModelSettings, Session
@@ -41,6 +42,8 @@ from kerasmorph.errors import KerasmorphError
 
 __all__ = ["CommandError", "ModelSettings", "Session", "build_parser", "main"]
 
+# Per output, the licence notices shown for it (`kerasmorph.licences.for_output`).
+LICENCE_RECORD_NAME = "licence-notices.json"
 # In the order `kerasmorph --help` lists their commands.
 COMMANDS = (info, generate, walks, images, render, export, bench, checkpoints)
 
@@ -93,6 +96,13 @@ def main(argv: Sequence[str] | None = None, *, session: Session | None = None) -
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Read through vars(): a flag counts as read only where its command reads it.
+    options = vars(args)
+    licences.for_output(
+        options.get("out") or options.get("manifest"),
+        quiet=bool(options.get("quiet")),
+        record=weights.cache_dir() / LICENCE_RECORD_NAME,
+    )
     try:
         return args.run(args, Session() if session is None else session)
     except KeyboardInterrupt:
