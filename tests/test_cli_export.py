@@ -5,7 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
+from test_export import gif_frames
 
 from kerasmorph import cli, renders
 
@@ -30,22 +30,11 @@ def render_dir(tmp_path_factory):
     return directory
 
 
-def _gif(path):
-    """The RGB frames and per-frame durations (ms) of a GIF."""
-    frames, durations = [], []
-    with Image.open(path) as image:
-        for index in range(image.n_frames):
-            image.seek(index)
-            durations.append(image.info["duration"])
-            frames.append(np.asarray(image.convert("RGB")))
-    return frames, durations
-
-
-def test_a_finished_render_becomes_a_gif(render_dir, tmp_path, capsys):
+def test_a_finished_render_becomes_agif_frames(render_dir, tmp_path, capsys):
     out = tmp_path / "walk.gif"
     assert main(["export", str(render_dir), "--out", str(out), "--fps", "5"]) == 0
     assert capsys.readouterr().out == f"{out}\n"
-    frames, durations = _gif(out)
+    frames, durations = gif_frames(out)
     assert len(frames) == NUM_FRAMES and durations == [200] * NUM_FRAMES
     assert frames[0].shape == (64, 64, 3)
 
@@ -54,7 +43,7 @@ def test_rubber_band_appends_the_frames_reversed(render_dir, tmp_path):
     out = tmp_path / "band.gif"
     manifest = render_dir / renders.MANIFEST
     assert main(["export", str(manifest), "--out", str(out), "--rubber-band"]) == 0
-    frames, _ = _gif(out)
+    frames, _ = gif_frames(out)
     # 0 1 2 3 4, then 3 2: the same frame files, so the same GIF frames.
     assert len(frames) == NUM_FRAMES + NUM_FRAMES - 3
     np.testing.assert_array_equal(frames[5], frames[3])
@@ -87,7 +76,7 @@ def test_an_unfinished_render_is_refused_unless_partial(render_dir, tmp_path, ca
     assert not out.exists()
     assert main(["export", str(unfinished), "--out", str(out), "--partial"]) == 0
     assert "2 frames written (2 of its 5 frames done)" in capsys.readouterr().err
-    assert len(_gif(out)[0]) == 2
+    assert len(gif_frames(out)[0]) == 2
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ import re
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+from test_cli_checkpoints import NAMES  # Tiny CompVis-named files.
+from test_cli_checkpoints import _write as write_checkpoint
 
 from kerasmorph import adaptive, checkpoints, cli, models, presets, progress, sweeps
 
@@ -22,20 +24,8 @@ def main(argv, session=_SESSION):
     return cli.main(argv, session=session)
 
 
-NAMES = {
-    "model.diffusion_model.input_blocks.0.0.weight": (8, 4, 3, 3),
-    "model.diffusion_model.out.2.bias": (4,),
-    "first_stage_model.decoder.conv_in.weight": (6, 4, 3, 3),
-    "cond_stage_model.transformer.text_model.final_layer_norm.weight": (5,),
-}
-
-
 def _write(tmp_path, name, seed):
-    rng = np.random.default_rng(seed)
-    state = {key: rng.standard_normal(shape).astype(np.float32) for key, shape in NAMES.items()}
-    path = tmp_path / f"{name}.safetensors"
-    save_file(state, str(path))
-    return str(path)
+    return write_checkpoint(tmp_path, name, seed)[0]
 
 
 def _bars(text: str) -> list[tuple[int, int]]:
