@@ -163,3 +163,21 @@ def test_an_adaptive_render_shows_one_bar_of_frames(verbose_explorer, capsys):
     assert bars[-1] == (frames, frames)
     assert {total for _, total in bars} <= {5, frames} and all(count >= 3 for count, _ in bars)
     assert verbose_explorer.verbose
+
+
+@pytest.mark.parametrize("verbose", [True, False])
+def test_an_explorer_builds_its_components_with_its_verbosity(monkeypatch, verbose):
+    import kerasmorph
+    from kerasmorph.explorer import components
+
+    seen = []
+    real_build = components.models.build_component
+
+    def recording_build(*args, **kwargs):
+        seen.append(kwargs.get("verbose"))
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(components.models, "build_component", recording_build)
+    explorer = kerasmorph.Explorer("tiny", img_height=64, img_width=64, verbose=verbose)
+    assert explorer.decoder is not None
+    assert seen == [verbose]

@@ -74,8 +74,10 @@ class ComponentStore:
         strategy: Any = None,
         kerascv_model: Any = None,
         components: Mapping[str, Any] | None = None,
+        verbose: bool = False,
     ):
         self.preset = preset
+        self.verbose = verbose  # A bar of the tensors loaded when weights load.
         self.img_height, self.img_width = img_height, img_width
         self.precision_plan = precision_plan
         self.weights_dir, self.download = weights_dir, download
@@ -140,6 +142,7 @@ class ComponentStore:
                 weights_path=path,
                 precision=precision,
                 seed=self.seed,
+                verbose=self.verbose,
             )
 
     def set(self, name: Component, model: Any) -> None:

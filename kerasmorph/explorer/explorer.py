@@ -187,6 +187,7 @@ class Explorer:
             strategy=strategy,
             kerascv_model=kerascv_model,
             components=components,
+            verbose=verbose,
         )
         self._text = PromptEncoder(self._store, long_prompts)
 
