@@ -62,21 +62,37 @@ class ProgressBar:
         verbose: show the bar; False makes every method a no-op.
         unit_name: what a unit is, for the "ms/tensor" rate (`"tensor"`,
             `"frame"`, `"step"`).
+        to_stderr: print on stderr (default: stdout stays for what a command
+            reports); False prints where Keras does, on stdout.
 
     Attributes:
         count: the units done so far.
     """
 
-    def __init__(self, total: int | None, *, verbose: bool = True, unit_name: str = "step"):
+    def __init__(
+        self,
+        total: int | None,
+        *,
+        verbose: bool = True,
+        unit_name: str = "step",
+        to_stderr: bool = True,
+    ):
         self.total = total
         self.count = 0
         self._finished = False
         self._progbar = None
+        # Keras writes to (and asks `isatty` of) `sys.stdout`: point it at stderr,
+        # or leave it where `model.fit` writes (the Explorer's denoising bars).
+        self._stream = sys.stderr if to_stderr else None
         if verbose and (total is None or total > 0):
             progbar_class = keras_module().utils.Progbar
-            # Keras writes to (and asks `isatty` of) `sys.stdout`: point it at stderr.
-            with contextlib.redirect_stdout(sys.stderr):
+            with self._redirect():
                 self._progbar = progbar_class(total, unit_name=unit_name)
+
+    def _redirect(self) -> contextlib.AbstractContextManager:
+        if self._stream is None:
+            return contextlib.nullcontext()
+        return contextlib.redirect_stdout(self._stream)
 
     @property
     def shown(self) -> bool:
@@ -87,7 +103,7 @@ class ProgressBar:
         """Counts `count` more units done (0 shows the bar as it stands)."""
         self.count += count
         if self._progbar is not None and not self._finished:
-            with contextlib.redirect_stdout(sys.stderr):
+            with self._redirect():
                 self._progbar.update(self.count)
             self._finished = self.total is not None and self.count >= self.total
 
@@ -100,7 +116,7 @@ class ProgressBar:
         if self._progbar is None or self._finished or self.count == 0:
             return
         self._progbar.target = self.count
-        with contextlib.redirect_stdout(sys.stderr):
+        with self._redirect():
             self._progbar.update(self.count, finalize=True)
         self._finished = True
 

@@ -135,8 +135,6 @@ def progress_callback(total: int, verbose: bool) -> Callable[[], None] | None:
     """A Keras `Progbar` of `total` steps as a no-argument callback, or None when quiet."""
     if not verbose or total <= 0:
         return None
-    from kerasmorph.backend import keras_module
+    from kerasmorph.progress import ProgressBar
 
-    progbar = keras_module().utils.Progbar(total)
-    counter = iter(range(1, total + 1))
-    return lambda: progbar.update(next(counter))
+    return ProgressBar(total, to_stderr=False)  # On stdout, as Keras' `model.fit` bars.
