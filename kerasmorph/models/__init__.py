@@ -4,6 +4,8 @@
   `dtype_policy_scope`, `WeightsLoadError`, `bundled_weights_dir`;
 - `rewire`: the same layers on new inputs (`resize_component`,
   `rewire_context_length`, `context_length`);
+- `attention`: AID's outer cross-attention interpolation
+  (`interpolate_cross_attention`, `pack_contexts`, `unpack_contexts`);
 - `tokenizer`: KerasCV's CLIP tokenizer on the bundled vocabulary;
 - `kerascv`: building and reading `keras_cv.models.StableDiffusion`(V2);
 - `textual_inversion`: growing the text encoder's vocabulary;
@@ -15,6 +17,11 @@ Importing it is cheap: TensorFlow, Keras and KerasCV load when a model is built.
 from __future__ import annotations
 
 from kerasmorph.models import tiny
+from kerasmorph.models.attention import (
+    interpolate_cross_attention,
+    pack_contexts,
+    unpack_contexts,
+)
 from kerasmorph.models.build import (
     BUILDERS,
     WeightsLoadError,
@@ -57,10 +64,13 @@ __all__ = [
     "encode_token_embeddings",
     "get_builder",
     "grow_text_encoder",
+    "interpolate_cross_attention",
     "kerascv_components",
+    "pack_contexts",
     "preset_of_kerascv",
     "resize_component",
     "rewire_context_length",
     "tiny",
     "token_embedding_matrix",
+    "unpack_contexts",
 ]
