@@ -67,6 +67,7 @@ _LAZY_ATTRIBUTES = {
     "FileFormatError": "kerasmorph.errors",
     "RenderDirectoryError": "kerasmorph.errors",
     "NonFiniteOutputError": "kerasmorph.errors",
+    "MorphOptions": "kerasmorph.morph_options",
 }
 
 # Submodules reachable as attributes (`kerasmorph.sampler`) on first access.
@@ -89,7 +90,10 @@ _SUBMODULES = (
     "kerascv_internals",
     "licences",
     "merging",
+    "metrics",
     "models",
+    "morph_options",
+    "noise_statistics",
     "plotting",
     "presets",
     "renders",

@@ -3,9 +3,11 @@
 Fixed spacing curves (`sinh`, `ease`) cannot know where a morph jumps. Here a
 1-D path is a function of its position p in [0, 1]; it is rendered on a
 coarse uniform grid, the change between neighbouring frames is measured
-(mean absolute pixel difference, or 1 − SSIM), and the intervals with the
-largest change are bisected — a batch of them at a time — until every
-neighbouring pair changes less than `threshold` or `max_frames` is reached.
+(any distance of `kerasmorph.metrics`: mean absolute or root-mean-square pixel
+difference, 1 − SSIM, or the distance of the frames' VAE latents), and the
+intervals with the largest change are bisected — a batch of them at a time —
+until every neighbouring pair changes less than `threshold` or `max_frames`
+is reached. Only the pairs a round creates are measured again.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from kerasmorph import interpolation
+from kerasmorph import interpolation, metrics, walks
 from kerasmorph.explorer.walk import Walk, derived_noise
+from kerasmorph.morph_options import MorphOptions
 from kerasmorph.progress import ProgressBar
 from kerasmorph.schedules import Schedule, apply_schedule
 
-Metric = Literal["mad", "ssim"]
+Metric = Literal["mad", "l2", "ssim", "latent_l2"]  # `kerasmorph.metrics.METRICS`.
 PathFunction = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """ `positions (F,) -> (encodings, noises)`; with a `step_noise(positions, call)`
 attribute (as `KeyframePath` has) stochastic schedulers take their per-step
@@ -42,12 +45,23 @@ class KeyframePath:
         noises: (K, h, w, 4).
         schedule: the in-segment schedule.
         noise_method: how keyframe noises are mixed.
+        morph: the smoothing options of the frames between keyframes
+            (`kerasmorph.MorphOptions`: attention interpolation, AdaIN,
+            guidance along the path); `refine` renders them through `walk`.
     """
 
     encodings: np.ndarray
     noises: np.ndarray
     schedule: str | Schedule = "linear"
     noise_method: str = "slerp"
+    morph: MorphOptions = MorphOptions()
+
+    def walk(self, positions: np.ndarray) -> Walk:
+        """The frames at `positions (F,)` as a `Walk`, with every option of `morph`."""
+        walk = walks.plan_walk(
+            self._plan(positions), self.encodings, self.noises, self.noise_method, self.morph
+        )
+        return dataclasses.replace(walk, positions=np.asarray(positions, dtype=np.float64))
 
     def _plan(self, positions: np.ndarray) -> list[interpolation.PathFrame]:
         positions = np.asarray(positions, dtype=np.float64)
@@ -93,6 +107,7 @@ def keyframe_path(
     *,
     schedule: str | Schedule = "linear",
     noise_method: str = "slerp",
+    morph: MorphOptions | None = None,
 ) -> KeyframePath:
     """A continuous path through K keyframes: position p -> (encoding, noise).
 
@@ -101,6 +116,8 @@ def keyframe_path(
         noises: (K, h, w, 4).
         schedule: the in-segment schedule (`kerasmorph.schedules`).
         noise_method: how keyframe noises are mixed (`"slerp"`, ...).
+        morph: `kerasmorph.MorphOptions` for the frames between keyframes;
+            default plain interpolation.
 
     Returns:
         A `KeyframePath`: `positions (F,) -> (encodings (F, 77, D), noises
@@ -112,29 +129,67 @@ def keyframe_path(
             "A path needs 2+ keyframes with one noise each. Received: "
             f"encodings.shape={np.shape(encodings)}, noises.shape={np.shape(noises)}"
         )
-    return KeyframePath(np.asarray(encodings), np.asarray(noises), schedule, noise_method)
+    return KeyframePath(
+        np.asarray(encodings), np.asarray(noises), schedule, noise_method, morph or MorphOptions()
+    )
 
 
 def frame_changes(frames: np.ndarray, metric: Metric = "mad") -> np.ndarray:
-    """Change between neighbouring uint8 frames: (F,) frames -> (F − 1,) in [0, 1].
+    """Change between neighbouring frames: (F, H, W, 3) frames -> (F − 1,).
 
-    `"mad"`: mean absolute pixel difference / 255. `"ssim"`: 1 − SSIM
-    (`tf.image.ssim`, max_val 255).
+    `"mad"`: mean absolute pixel difference / 255, in [0, 1]; `"l2"`: the
+    root-mean-square difference / 255; `"ssim"`: 1 − SSIM (as
+    `tf.image.ssim`). See `kerasmorph.metrics.frame_distances`; `"latent_l2"`
+    needs the frames' latents (`kerasmorph.metrics.latent_distances`).
+    Fewer than 2 frames give an empty array.
     """
     frames = np.asarray(frames)
+    if metric not in metrics.DISTANCES:
+        raise ValueError(
+            f"`metric` must be one of {', '.join(map(repr, metrics.DISTANCES))} for frames "
+            f"(refine also takes {metrics.LATENT_DISTANCE!r}). Received: metric={metric!r}"
+        )
     if len(frames) < 2:
         return np.zeros(0)
-    if metric == "mad":
-        difference = np.abs(frames[1:].astype(np.float32) - frames[:-1].astype(np.float32))
-        return difference.mean(axis=(1, 2, 3)) / 255.0
-    if metric == "ssim":
-        import tensorflow as tf
+    return metrics.frame_distances(frames, metric)
 
-        ssim = tf.image.ssim(
-            tf.constant(frames[1:], tf.float32), tf.constant(frames[:-1], tf.float32), 255.0
+
+def _check_metric(explorer, metric: str) -> None:
+    """Refuses an unknown metric; builds the image encoder for "latent_l2" (fails now, not
+    after the first grid, when the model has none)."""
+    if metric not in metrics.METRICS:
+        raise ValueError(
+            f"`metric` must be one of {', '.join(map(repr, metrics.METRICS))}. "
+            f"Received: metric={metric!r}"
         )
-        return 1.0 - ssim.numpy()
-    raise ValueError(f"`metric` must be 'mad' or 'ssim'. Received: metric={metric!r}")
+    if metric == metrics.LATENT_DISTANCE:
+        explorer.encode_image(np.zeros((1, explorer.img_height, explorer.img_width, 3), np.uint8))
+
+
+def _distances(measured: np.ndarray, metric: Metric) -> np.ndarray:
+    if metric == metrics.LATENT_DISTANCE:
+        return metrics.latent_distances(measured)
+    return metrics.frame_distances(measured, metric)
+
+
+def _remeasure(
+    changes: np.ndarray, is_new: np.ndarray, measured: np.ndarray, metric: Metric
+) -> np.ndarray:
+    """The changes after inserting frames: kept for old neighbours, measured where one is new.
+
+    Args:
+        changes: (F_old − 1,), the changes before the insertion.
+        is_new: bool (F,), which frames (in path order) were inserted.
+        measured: (F, ...), the frames or latents in path order.
+        metric: the distance.
+    """
+    old_index = np.cumsum(~is_new) - 1  # Of an old frame: its index before the insertion.
+    fresh = is_new[:-1] | is_new[1:]
+    result = np.empty(len(is_new) - 1)
+    result[~fresh] = changes[old_index[:-1][~fresh]]
+    for index in np.flatnonzero(fresh):
+        result[index] = _distances(measured[index : index + 2], metric)[0]
+    return result
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,11 +233,13 @@ def refine(
     Args:
         explorer: a `kerasmorph.Explorer`.
         path: a path function, e.g. from `keyframe_path`.
-        threshold: target change between neighbours (same unit as
-            `frame_changes`), > 0.
+        threshold: target change between neighbours, in the unit of `metric`
+            (`kerasmorph.metrics`; mad, l2 and ssim are in [0, 1]), > 0.
         max_frames: frame budget, >= initial_frames.
         initial_frames: frames of the first, uniform grid (>= 2).
-        metric: `"mad"` or `"ssim"`.
+        metric: a distance of `kerasmorph.metrics.METRICS`: `"mad"` (default),
+            `"l2"`, `"ssim"`, or `"latent_l2"` (the frames encoded with
+            `explorer.encode_image`; needs the model's image encoder).
         num_steps, unconditional_guidance_scale: sampling settings.
         batch_size: UNet batch; also the number of bisections per round.
         scheduler: a `kerasmorph.schedulers` name or `Scheduler`; default the
@@ -200,6 +257,7 @@ def refine(
             "Need 2 <= initial_frames <= max_frames. Received: "
             f"initial_frames={initial_frames}, max_frames={max_frames}"
         )
+    _check_metric(explorer, metric)
     batch_size = explorer.batch_size_for(initial_frames, batch_size)
 
     path_step_noise = getattr(path, "step_noise", None)
@@ -214,7 +272,12 @@ def refine(
             def step_noise(indices, call):
                 return path_step_noise(positions[indices], call)
 
-        walk = Walk(len(positions), lambda indices: path(positions[indices]), positions, step_noise)
+        if isinstance(path, KeyframePath):
+            walk = path.walk(positions)
+        else:
+            walk = Walk(
+                len(positions), lambda indices: path(positions[indices]), positions, step_noise
+            )
         return np.stack(
             list(
                 explorer.render(
@@ -230,8 +293,8 @@ def refine(
 
     positions = np.linspace(0.0, 1.0, initial_frames)
     frames = render(positions)
-    before = frame_changes(frames, metric)
-    changes = before
+    latents = explorer.encode_image(frames) if metric == metrics.LATENT_DISTANCE else None
+    before = changes = _distances(frames if latents is None else latents, metric)
     while len(positions) < max_frames:
         over = np.flatnonzero(changes > threshold)
         if over.size == 0:
@@ -241,11 +304,14 @@ def refine(
         chosen = over[np.argsort(-changes[over], kind="stable")][:budget]
         midpoints = (positions[chosen] + positions[chosen + 1]) / 2
         new_frames = render(midpoints)
+        is_new = np.repeat([False, True], [len(positions), len(midpoints)])
         positions = np.concatenate([positions, midpoints])
         frames = np.concatenate([frames, new_frames])
         order = np.argsort(positions, kind="stable")
         positions, frames = positions[order], frames[order]
-        changes = frame_changes(frames, metric)
+        if latents is not None:  # Only the new frames are encoded.
+            latents = np.concatenate([latents, explorer.encode_image(new_frames)])[order]
+        changes = _remeasure(changes, is_new[order], frames if latents is None else latents, metric)
     progress.finish()
     return AdaptiveResult(frames, positions, before, changes)
 

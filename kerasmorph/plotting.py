@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["make_grid", "plot_grid", "plot_similarity_histogram", "save_grid"]
+__all__ = ["make_grid", "plot_grid", "plot_morph_metrics", "plot_similarity_histogram", "save_grid"]
 
 # `plot_grid` draws each column this many inches wide by default (the
 # KerasCV walk tutorial's `plot_grid(..., scale=2)`).
@@ -405,5 +405,53 @@ def plot_similarity_histogram(
     axes.set_xlabel("cosine similarity" + (f" ({missing} undefined left out)" if missing else ""))
     axes.set_ylabel("layers")
     axes.set_title(title or f"{finite.size} layers, median {np.median(finite):.4f}")
+    figure.tight_layout()
+    return figure
+
+
+_METRIC_LABELS = {"l2": "L2", "mad": "MAD", "ssim": "1 − SSIM", "latent_l2": "latent L2"}
+
+
+def plot_morph_metrics(evaluations: Mapping[str, Mapping]) -> Figure:
+    """Draws the distance and presence curves of one or more morphs.
+
+    One panel per distance (`"l2"`, `"ssim"`, ...): the distance between
+    frames i and i + 1, drawn at the position (i + ½)/(F − 1) along the morph
+    so that morphs of different lengths line up; a last panel with the
+    presence relative to the endpoints at i/(F − 1). One line per morph.
+
+    Args:
+        evaluations: name -> a `kerasmorph.metrics.evaluate_frames` result.
+
+    Returns:
+        A `matplotlib.figure.Figure` (headless-safe; `figure.savefig(path)`).
+
+    Example:
+
+    ```python
+    result = kerasmorph.metrics.evaluate_frames(frames)
+    kerasmorph.plotting.plot_morph_metrics({"slerp": result}).savefig("metrics.png")
+    ```
+    """
+    if not evaluations:
+        raise ValueError("`evaluations` must hold at least one result. Received: none")
+    names = list(dict.fromkeys(m for e in evaluations.values() for m in e["distances"]))
+    figure = _new_figure((7.0, 2.2 * (len(names) + 1)))
+    panels = figure.subplots(len(names) + 1, 1, sharex=True, squeeze=False)[:, 0]
+    for label, evaluation in evaluations.items():
+        steps = evaluation["num_frames"] - 1
+        for axes, metric in zip(panels, names):
+            stats = evaluation["distances"].get(metric)
+            if stats is not None:
+                positions = (np.arange(steps) + 0.5) / steps
+                axes.plot(positions, stats["distances"], marker=".", label=label)
+        presence = evaluation["presence"]
+        curve = presence["relative"] if presence["relative"] is not None else presence["shares"]
+        panels[-1].plot(np.arange(steps + 1) / steps, curve, marker=".", label=label)
+    for axes, metric in zip(panels, names):
+        axes.set_ylabel(_METRIC_LABELS.get(metric, metric) + " to next")
+    panels[-1].set_ylabel("presence / ends'")
+    panels[-1].set_xlabel("position along the morph")
+    panels[0].legend(fontsize="small")
     figure.tight_layout()
     return figure

@@ -119,7 +119,7 @@ class Sampler:
         context: np.ndarray,
         unconditional_context: np.ndarray,
         scheduler: Scheduler,
-        unconditional_guidance_scale: float,
+        unconditional_guidance_scale: float | np.ndarray,
         *,
         start_index: int = 0,
         on_step: Callable[[], None] | None = None,
@@ -137,7 +137,9 @@ class Sampler:
                 prompt encodings.
             scheduler: a `kerasmorph.schedulers.Scheduler` after
                 `set_timesteps(num_steps)`.
-            unconditional_guidance_scale: the classifier-free guidance scale.
+            unconditional_guidance_scale: the classifier-free guidance scale,
+                one for the batch or float32 (B,), one per row (a walk's
+                guidance along its path; traced once more than a scalar).
             start_index: first UNet call to run, in [0, num_model_calls);
                 img2img starts at `scheduler.start_index(k)`. Default 0 runs
                 them all.
@@ -167,15 +169,15 @@ class Sampler:
                 context,
                 unconditional_context,
                 scheduler,
-                _guidance(unconditional_guidance_scale),
+                unconditional_guidance_scale,
                 start_index,
                 on_step,
                 keep,
                 step_noise,
             )
         run = self._start(scheduler, len(latent), context, unconditional_context)
-        guidance = _guidance(unconditional_guidance_scale)
         replicas = run.replicas
+        guidance = _guidance(unconditional_guidance_scale, replicas, len(latent))
         latent = replicas.batched(latent)
         blended = replicas.batched(*keep) if keep is not None else None
         state = replicas.map(scheduler.initial_state, latent)
@@ -239,8 +241,8 @@ class Sampler:
         _check_scheduler(scheduler, 0)
         num_refinements = check_int("num_refinements", num_refinements, 0)
         run = self._start(scheduler, len(latent), context, unconditional_context)
-        guidance = _guidance(unconditional_guidance_scale)
         replicas, forward = run.replicas, run.constants
+        guidance = _guidance(unconditional_guidance_scale, replicas, len(latent))
         backward = _constant(scheduler.inversion_constants())
         latent = replicas.batched(latent)
         state = replicas.map(scheduler.initial_state, latent)
@@ -276,6 +278,7 @@ class Sampler:
                 "`step_noise` (index -> standard-normal latents of the batch's shape)."
             )
         replicas = _Replicas(self.strategy, len(latent))
+        guidance = _guidance(guidance, replicas, len(latent))
         compiled = self._compiled_output()
         embeddings = self._embeddings(scheduler.timesteps)
         contexts = replicas.batched(context, unconditional_context)
@@ -360,7 +363,7 @@ class Sampler:
         """One guided step; traced by `tf.function`, never run eagerly.
 
         Shapes: latent (B, h, w, 4); contexts (B, L, D); embedding (320,);
-        guidance (); constants (K,). Returns `(latent, state)`.
+        guidance () or (B, 1, 1, 1); constants (K,). Returns `(latent, state)`.
         """
 
         model_input = scheduler.model_input(latent, constants)
@@ -519,10 +522,24 @@ def _constant(array: np.ndarray):
     return tf.constant(array)
 
 
-def _guidance(scale: float):
+def _guidance(scale: float | np.ndarray, replicas: _Replicas, batch_size: int):
+    """The guidance scale as a tensor: () for one scale, (B, 1, 1, 1) placed per row.
+
+    A per-row scale (a walk's guidance along its path) is batched like the
+    latents, so each replica gets its rows' scales.
+    """
     import tensorflow as tf
 
-    return tf.constant(check_finite("unconditional_guidance_scale", scale), dtype=tf.float32)
+    if np.ndim(scale) == 0:
+        return tf.constant(check_finite("unconditional_guidance_scale", scale), dtype=tf.float32)
+    scales = np.asarray(scale, dtype=np.float32)
+    if scales.shape != (batch_size,) or not np.isfinite(scales).all():
+        raise ValueError(
+            "A per-row `unconditional_guidance_scale` must be a finite float32 array (B,) "
+            f"with B = {batch_size} rows. Received: shape {scales.shape}, values "
+            f"{scales.tolist()[:8]}"
+        )
+    return replicas.batched(scales.reshape(batch_size, 1, 1, 1))
 
 
 def _check_scheduler(scheduler: Scheduler, start_index: int) -> int:

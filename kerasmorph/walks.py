@@ -46,13 +46,15 @@ from typing import Any
 
 import numpy as np
 
-from kerasmorph import interpolation
+from kerasmorph import interpolation, models
 
 # `Walk` lives with the Explorer that renders it; re-exported here with its builders.
 from kerasmorph.explorer.walk import FrameInputs as FrameInputs
 from kerasmorph.explorer.walk import Walk as Walk
 from kerasmorph.explorer.walk import as_walk as as_walk
 from kerasmorph.explorer.walk import derived_noise, uniform_positions
+from kerasmorph.morph_options import MorphOptions as MorphOptions
+from kerasmorph.noise_statistics import adain
 from kerasmorph.schedulers import Scheduler
 from kerasmorph.schedules import Schedule, apply_schedule, schedule_weights
 
@@ -81,24 +83,60 @@ def _split_frames(num_frames: int, num_segments: int) -> list[int]:
     return [base + (1 if index < extra else 0) for index in range(num_segments)]
 
 
-def _plan_walk(
+def plan_walk(
     plan: list[interpolation.PathFrame],
     encodings: np.ndarray,
     noises: np.ndarray,
     noise_method: str,
+    morph: MorphOptions | None = None,
 ) -> Walk:
-    def compute(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return interpolation.materialize_path(
-            [plan[i] for i in indices], encodings, noises, noise_method=noise_method
+    """The walk of a planned path (`kerasmorph.interpolation.plan_path`) through keyframes.
+
+    Args:
+        plan: one `PathFrame` per frame.
+        encodings: keyframe encodings (K, L, D).
+        noises: keyframe noises (K, h, w, 4).
+        noise_method: `"slerp"` or `"variance_preserving"`.
+        morph: `MorphOptions`; default plain interpolation.
+
+    Returns:
+        A `Walk` of `len(plan)` frames, whose per-step noise is mixed like its
+        starting noise.
+    """
+    morph = morph or MorphOptions()
+
+    def mixed_noise(frames, keyframe_noises: np.ndarray, mixed: np.ndarray) -> np.ndarray:
+        if morph.noise_statistics is None:
+            return mixed
+        return np.stack(
+            [
+                adain(mixed[k], *keyframe_noises[list(f.noise_pair)], f.noise_weight)
+                for k, f in enumerate(frames)
+            ]
         )
+
+    def compute(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = [plan[i] for i in indices]
+        frame_encodings, frame_noises = interpolation.materialize_path(
+            frames, encodings, noises, noise_method=noise_method
+        )
+        if morph.text_interpolation == "attention":
+            # The endpoints and α, for the UNet that interpolates attention outputs.
+            frame_encodings = models.pack_contexts(
+                encodings[[f.prompt_pair[0] for f in frames]],
+                encodings[[f.prompt_pair[1] for f in frames]],
+                np.array([f.prompt_weight for f in frames]),
+            )
+        return frame_encodings, mixed_noise(frames, noises, frame_noises)
 
     def step_noise(indices: np.ndarray, call: int) -> np.ndarray:
         # The keyframes' per-step noises, mixed exactly like their starting noises.
         frames = [plan[i] for i in indices]
         keyframe_noise = derived_noise(noises, call)
-        return interpolation.materialize_path(
+        mixed = interpolation.materialize_path(
             frames, encodings, keyframe_noise, noise_method=noise_method
         )[1]
+        return mixed_noise(frames, keyframe_noise, mixed)
 
     # Position along the walk: segment index plus the moving weight, normalised.
     progress = np.array([f.segment + max(f.prompt_weight, f.noise_weight) for f in plan])
@@ -106,7 +144,14 @@ def _plan_walk(
         total = progress[-1] + 1.0  # A closed path ends one step before its start.
     else:
         total = max(progress[-1], 1e-12)
-    return Walk(len(plan), compute, progress / total, step_noise)
+    return Walk(
+        len(plan),
+        compute,
+        progress / total,
+        step_noise,
+        morph.guidance_along(plan),
+        morph.text_interpolation,
+    )
 
 
 def prompt_walk(
@@ -117,6 +162,8 @@ def prompt_walk(
     schedule: str | Schedule = "linear",
     seed: int = 0,
     long_prompts: bool | None = None,
+    text_interpolation: str = "embedding",
+    middle_guidance_scale: float | None = None,
 ) -> Walk:
     """Interpolates the text encodings of 2+ prompts with the noise held fixed.
 
@@ -136,16 +183,21 @@ def prompt_walk(
             (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
             encodings are padded with empty chunks to one length so they
             can be mixed. Default: the Explorer's `long_prompts`.
+        text_interpolation, middle_guidance_scale: see `MorphOptions`
+            (`"attention"`: AID's interpolated cross-attention; a middle
+            guidance varies guidance along the path). The endpoints'
+            frames are unchanged.
 
     Returns:
         A `Walk` of `num_frames` frames.
     """
+    morph = MorphOptions(text_interpolation, None, middle_guidance_scale)
     prompts = _check_prompts(prompts, minimum=2)
     per_segment = _split_frames(num_frames, len(prompts) - 1)
     plan = interpolation.plan_path(len(prompts), per_segment, schedule=schedule)
     encodings = explorer.encode_text(prompts, long_prompts=long_prompts)
     noises = np.repeat(explorer.noise(1, seed), len(prompts), axis=0)
-    return _plan_walk(plan, encodings, noises, "slerp")
+    return plan_walk(plan, encodings, noises, "slerp", morph)
 
 
 def grid_walk(
@@ -303,13 +355,17 @@ def seed_walk(
     schedule: str | Schedule = "ease",
     noise_method: str = "variance_preserving",
     long_prompts: bool | None = None,
+    noise_statistics: str | None = None,
+    middle_guidance_scale: float | None = None,
 ) -> Walk:
     """Morphs the noise between 2+ seeds for one prompt.
 
     The mix keeps the noise standard normal (variance-preserving
     `sqrt(1−x)·a + sqrt(x)·b` by default, or `"slerp"`); a plain lerp, which
     would blur the middle frames, is never used. `long_prompts` is as in
-    `delta_walk`.
+    `delta_walk`. `noise_statistics="adain"` corrects the mixed noises'
+    channel statistics, `middle_guidance_scale` varies guidance along the
+    path (`MorphOptions`).
 
     Returns:
         A `Walk` of `num_frames` frames.
@@ -324,7 +380,8 @@ def seed_walk(
         explorer.encode_text(prompt, long_prompts=long_prompts), len(seeds), axis=0
     )
     noises = np.concatenate([explorer.noise(1, s) for s in seeds])
-    return _plan_walk(plan, encodings, noises, noise_method)
+    morph = MorphOptions("embedding", noise_statistics, middle_guidance_scale)
+    return plan_walk(plan, encodings, noises, noise_method, morph)
 
 
 def keyframe_walk(
@@ -337,6 +394,9 @@ def keyframe_walk(
     closed: bool = False,
     noise_method: str = "slerp",
     long_prompts: bool | None = None,
+    text_interpolation: str = "embedding",
+    noise_statistics: str | None = None,
+    middle_guidance_scale: float | None = None,
 ) -> Walk:
     """Walks through keyframes, varying prompt and noise together or in turn.
 
@@ -353,6 +413,12 @@ def keyframe_walk(
             (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
             encodings are padded with empty chunks to one length so they
             can be mixed. Default: the Explorer's `long_prompts`.
+        text_interpolation, noise_statistics, middle_guidance_scale: how
+            the frames between keyframes are made (`MorphOptions`): the
+            default lerps the encodings; `"attention"` interpolates every
+            cross-attention output (AID), `"adain"` corrects the mixed
+            noise's channel statistics, a middle guidance varies guidance
+            along the path. Each keyframe's own frame is unchanged.
 
     Returns:
         A `Walk`; see `kerasmorph.interpolation.plan_path` for the frame count.
@@ -376,6 +442,9 @@ def keyframe_walk(
         mode=mode,
         closed=closed,
         noise_method=noise_method,
+        text_interpolation=text_interpolation,
+        noise_statistics=noise_statistics,
+        middle_guidance_scale=middle_guidance_scale,
     )
 
 
@@ -388,6 +457,9 @@ def path_walk(
     mode: str = "together",
     closed: bool = False,
     noise_method: str = "slerp",
+    text_interpolation: str = "embedding",
+    noise_statistics: str | None = None,
+    middle_guidance_scale: float | None = None,
 ) -> Walk:
     """Walks through keyframes given as arrays (K, L, D) and (K, h, w, 4).
 
@@ -395,12 +467,15 @@ def path_walk(
     with different chunk counts with `Explorer.pad_encodings` first.
 
     Encodings are lerped and noises slerped (or variance-preserving mixed)
-    along `kerasmorph.interpolation.plan_path`; see `keyframe_walk`.
+    along `kerasmorph.interpolation.plan_path`; see `keyframe_walk` (and
+    `MorphOptions` for `text_interpolation`, `noise_statistics` and
+    `middle_guidance_scale`).
     """
+    morph = MorphOptions(text_interpolation, noise_statistics, middle_guidance_scale)
     plan = interpolation.plan_path(
         len(encodings), frames_per_segment, schedule=schedule, mode=mode, closed=closed
     )
-    return _plan_walk(plan, encodings, noises, noise_method)
+    return plan_walk(plan, encodings, noises, noise_method, morph)
 
 
 def image_morph_walk(
@@ -539,6 +614,8 @@ def interpolate(
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
     negative_prompt: str | None = None,
+    text_interpolation: str = "embedding",
+    middle_guidance_scale: float | None = None,
 ) -> np.ndarray:
     """Frames interpolating 2+ prompts with fixed noise (the KerasCV tutorial).
 
@@ -547,6 +624,9 @@ def interpolate(
     name from `kerasmorph.schedulers` or a `Scheduler` (default: the
     Explorer's, `"ddim"`). `negative_prompt` is the text of every frame's
     unconditional pass (default ""). The other one-liners take all three too.
+    `text_interpolation="attention"` interpolates the cross-attention outputs
+    instead of the encodings (AID), `middle_guidance_scale` varies guidance
+    along the path (`MorphOptions`).
 
     Returns:
         uint8 (num_frames, H, W, 3).
@@ -559,7 +639,14 @@ def interpolate(
     ```
     """
     walk = prompt_walk(
-        explorer, prompts, num_frames, schedule=schedule, seed=seed, long_prompts=long_prompts
+        explorer,
+        prompts,
+        num_frames,
+        schedule=schedule,
+        seed=seed,
+        long_prompts=long_prompts,
+        text_interpolation=text_interpolation,
+        middle_guidance_scale=middle_guidance_scale,
     )
     sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     return _render_all(explorer, walk, sampling, negative_prompt)
@@ -578,6 +665,8 @@ def morph_prompts(
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
     negative_prompt: str | None = None,
+    text_interpolation: str = "embedding",
+    middle_guidance_scale: float | None = None,
 ) -> np.ndarray:
     """A prompt morph with sinh spacing: frames dense where the image flips."""
     return interpolate(
@@ -592,6 +681,8 @@ def morph_prompts(
         long_prompts=long_prompts,
         scheduler=scheduler,
         negative_prompt=negative_prompt,
+        text_interpolation=text_interpolation,
+        middle_guidance_scale=middle_guidance_scale,
     )
 
 
@@ -679,10 +770,22 @@ def morph_seeds(
     long_prompts: bool | None = None,
     scheduler: str | Scheduler | None = None,
     negative_prompt: str | None = None,
+    noise_statistics: str | None = None,
+    middle_guidance_scale: float | None = None,
 ) -> np.ndarray:
-    """Frames morphing the noise between seeds for one prompt (variance-preserving, eased)."""
+    """Frames morphing the noise between seeds for one prompt (variance-preserving, eased).
+
+    `noise_statistics="adain"` and `middle_guidance_scale`: see `MorphOptions`.
+    """
     path = seed_walk(
-        explorer, prompt, seeds, num_frames, schedule=schedule, long_prompts=long_prompts
+        explorer,
+        prompt,
+        seeds,
+        num_frames,
+        schedule=schedule,
+        long_prompts=long_prompts,
+        noise_statistics=noise_statistics,
+        middle_guidance_scale=middle_guidance_scale,
     )
     sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
     return _render_all(explorer, path, sampling, negative_prompt)

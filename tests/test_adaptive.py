@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kerasmorph import adaptive, cli
+from kerasmorph import adaptive, cli, metrics
 
 # One Session per file, as a notebook keeps one: the model is built once and reused.
 _SESSION = cli.Session()
@@ -86,9 +86,37 @@ def test_metrics_and_plot(tiny_explorer, path):
     np.testing.assert_allclose(adaptive.frame_changes(same, "ssim"), [0.0], atol=1e-6)
     assert (ssim[mad > 0] > 0).all()
     with pytest.raises(ValueError, match="metric"):
-        adaptive.frame_changes(frames, "l2")
+        adaptive.frame_changes(frames, "lpips")
     figure = adaptive.plot_changes(refine(tiny_explorer, path, max_frames=6))
     assert len(figure.axes[0].lines) == 2
+
+
+@pytest.mark.parametrize("metric", ["l2", "ssim"])
+def test_refinement_by_any_frame_distance_measures_only_new_pairs(tiny_explorer, path, metric):
+    result = refine(tiny_explorer, path, metric=metric, threshold=1e-6, max_frames=8)
+    assert len(result.frames) == 8
+    # The changes kept from earlier rounds and those measured for new pairs are the
+    # changes of the final frames measured afresh.
+    expected = metrics.frame_distances(result.frames, metric)
+    np.testing.assert_allclose(result.changes_after, expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        result.changes_before,
+        metrics.frame_distances(
+            result.frames[np.isin(result.positions, np.linspace(0, 1, 5))], metric
+        ),
+        rtol=1e-12,
+    )
+
+
+def test_refinement_by_latent_distance(tiny_explorer, path):
+    result = refine(tiny_explorer, path, metric="latent_l2", threshold=1e-6, max_frames=7)
+    assert len(result.frames) == 7
+    latents = tiny_explorer.encode_image(result.frames)
+    np.testing.assert_allclose(
+        result.changes_after, metrics.latent_distances(latents), rtol=1e-5, atol=1e-7
+    )
+    with pytest.raises(ValueError, match="'l2', 'mad', 'ssim', 'latent_l2'"):
+        refine(tiny_explorer, path, metric="lpips")
 
 
 def test_cli_adaptive(tmp_path, capsys):

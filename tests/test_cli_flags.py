@@ -348,6 +348,10 @@ def _recipes(files, out):
         ],
         "render": [["render", render_dir, "--quiet"]],
         "export": [["export", render_dir, "--out", str(out / "e.gif")]],
+        "evaluate": [
+            ["evaluate", render_dir, "--metrics", "l2", "--threshold", "16", "--json"]
+            + ["--plot", str(out / "v.png"), "--latent", "--model", "tiny"],
+        ],
         "bench": [["bench", "--model", "tiny"]],
         "convert": [["convert", files["ckpt_a"], "--family", "sd1", "--out", str(out / "c")]],
         "merge": [

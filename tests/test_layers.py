@@ -34,9 +34,11 @@ LAYERS = {
     "kerasmorph.export": 0,
     "kerasmorph.plotting": 0,
     "kerasmorph.merging": 0,
+    "kerasmorph.metrics": 0,  # Smoothness of a morph from its frames (SSIM in numpy).
     "kerasmorph.shapes.data": 0,
     "kerasmorph.installs": 0,  # How kerasmorph was installed; the pip hints.
     "kerasmorph.licences": 0,  # The weights' licence notice, shown once.
+    "kerasmorph.noise_statistics": 0,  # AdaIN of interpolated noise.
     # L1: backend selection, precision plans, weight files and manifests.
     "kerasmorph.backend": 1,
     "kerasmorph.devices": 1,
@@ -58,6 +60,7 @@ LAYERS = {
     "kerasmorph.adaptive": 5,
     "kerasmorph.renders": 5,  # The package: `spec`, `directory`.
     "kerasmorph.embeddings": 5,
+    "kerasmorph.morph_options": 5,
     "kerasmorph.training": 5,
     # L6: checkpoint conversion and merging of files.
     "kerasmorph.checkpoints": 6,
@@ -100,8 +103,9 @@ HEAVY_ALLOWED = {
     "kerasmorph.sampler": {"tensorflow"},
     "kerasmorph.explorer": {"tensorflow", "keras"},
     "kerasmorph.walks": set(),
+    "kerasmorph.morph_options": set(),
     "kerasmorph.sweeps": set(),
-    "kerasmorph.adaptive": {"tensorflow"},  # SSIM.
+    "kerasmorph.adaptive": set(),  # SSIM is `kerasmorph.metrics`' (numpy).
     "kerasmorph.renders": {"tensorflow"},  # TF_CONFIG cluster resolver.
     "kerasmorph.embeddings": {"tensorflow"},
     "kerasmorph.training": {"tensorflow", "keras"},
@@ -126,12 +130,15 @@ CHEAP_MODULES = [
     "kerasmorph.atomic",
     "kerasmorph.schedules",
     "kerasmorph.interpolation",
+    "kerasmorph.noise_statistics",
+    "kerasmorph.morph_options",
     "kerasmorph.images",
     "kerasmorph.export",
     "kerasmorph.installs",
     "kerasmorph.licences",
     "kerasmorph.kerascv_internals",
     "kerasmorph.merging",
+    "kerasmorph.metrics",
     "kerasmorph.weights",
     "kerasmorph.progress",
     "kerasmorph.devices",

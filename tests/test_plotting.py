@@ -214,3 +214,23 @@ def test_save_grid_rejects_bad_suffix_and_labels_without_writing(tmp_path):
     with pytest.raises(ValueError, match=r"Received: 1 labels"):
         plotting.save_grid(tmp_path / "grid.png", noise_frames(2), labels=["a"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_morph_metrics_draws_a_panel_per_distance_and_presence():
+    from kerasmorph import metrics
+
+    frames = np.full((5, 16, 16, 3), 255, np.uint8)
+    for frame, side in zip(frames, (8, 6, 0, 6, 8)):
+        frame[2 : 2 + side, 2 : 2 + side] = (0, 70, 230)
+    results = {
+        "five": metrics.evaluate_frames(frames, metrics=["l2", "mad"]),
+        "three": metrics.evaluate_frames(frames[::2], metrics=["l2"]),
+    }
+    figure = plotting.plot_morph_metrics(results)
+    l2, mad, presence = figure.axes
+    assert len(l2.lines) == 2 and len(mad.lines) == 1 and len(presence.lines) == 2
+    # Morphs of different lengths share the position axis: ends at 0 and 1.
+    np.testing.assert_allclose(presence.lines[1].get_xdata(), [0, 0.5, 1])
+    np.testing.assert_allclose(l2.lines[0].get_xdata(), [0.125, 0.375, 0.625, 0.875])
+    with pytest.raises(ValueError, match="at least one"):
+        plotting.plot_morph_metrics({})

@@ -14,7 +14,7 @@ DENSE_T = np.linspace(0.0, 1.0, 1001)
 
 
 def test_registry_holds_the_documented_schedules():
-    assert set(schedules.SCHEDULES) == {"linear", "sinh", "ease", "cosine"}
+    assert set(schedules.SCHEDULES) == {"linear", "sinh", "ease", "cosine", "beta"}
 
 
 @pytest.mark.parametrize("name", SCHEDULE_NAMES)

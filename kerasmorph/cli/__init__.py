@@ -19,6 +19,7 @@ bug its traceback.
 | `bench` | bench |
 | `checkpoints` | convert, merge, similarity |
 | `export` | export (a render directory into a GIF or MP4) |
+| `evaluate` | evaluate (how smooth morphs are: `kerasmorph.metrics`) |
 
 Only the handlers import TensorFlow, KerasCV and the model modules, so
 `kerasmorph --help` starts fast.
@@ -35,7 +36,17 @@ from pathlib import Path
 
 import kerasmorph
 from kerasmorph import licences, weights
-from kerasmorph.cli import bench, checkpoints, export, generate, images, info, render, walks
+from kerasmorph.cli import (
+    bench,
+    checkpoints,
+    evaluate,
+    export,
+    generate,
+    images,
+    info,
+    render,
+    walks,
+)
 from kerasmorph.cli.arguments import HelpFormatter, SharedArguments
 from kerasmorph.cli.session import CommandError, ModelSettings, Session
 from kerasmorph.errors import KerasmorphError
@@ -45,7 +56,7 @@ __all__ = ["CommandError", "ModelSettings", "Session", "build_parser", "main"]
 # Per output, the licence notices shown for it (`kerasmorph.licences.for_output`).
 LICENCE_RECORD_NAME = "licence-notices.json"
 # In the order `kerasmorph --help` lists their commands.
-COMMANDS = (info, generate, walks, images, render, export, bench, checkpoints)
+COMMANDS = (info, generate, walks, images, render, export, evaluate, bench, checkpoints)
 
 
 class _OneLineParser(argparse.ArgumentParser):

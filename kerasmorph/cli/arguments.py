@@ -22,6 +22,7 @@ import math
 
 from kerasmorph._checks import FLOAT32_MAX
 from kerasmorph.constants import PRECISION_OPTIONS
+from kerasmorph.metrics import METRICS
 from kerasmorph.presets import PRESETS
 from kerasmorph.schedulers import SCHEDULERS
 from kerasmorph.schedules import SCHEDULES, get_schedule
@@ -362,11 +363,19 @@ def adaptive_arguments() -> argparse.ArgumentParser:
         type=positive_float,
         metavar="THRESHOLD",
         default=None,
-        help="bisect where neighbouring frames differ by more than THRESHOLD (mean "
-        "absolute pixel difference / 255, e.g. 0.05); --frames is the first grid",
+        help="bisect where neighbouring frames differ by more than THRESHOLD (in the unit "
+        "of --adaptive-metric, e.g. 0.05); --frames is the first grid",
     )
     group.add_argument(
         "--max-frames", type=positive_int, default=None, help="frame budget of --adaptive"
+    )
+    group.add_argument(
+        "--adaptive-metric",
+        choices=METRICS,
+        default="mad",
+        help="the change --adaptive bisects by (kerasmorph.metrics): mad, l2 "
+        "(root-mean-square), ssim (1 − SSIM), all on pixels in [0, 1]; latent_l2: VAE "
+        "latents (needs the image encoder)",
     )
     return parser
 

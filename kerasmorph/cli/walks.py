@@ -28,6 +28,8 @@ from kerasmorph.cli.checks import (
 from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.render import render_spec
 from kerasmorph.cli.session import CommandError, Session
+from kerasmorph.constants import TEXT_INTERPOLATIONS
+from kerasmorph.morph_options import NOISE_STATISTICS, MorphOptions
 
 # `walk`'s element-wise step, the KerasCV tutorial's `ones × 0.005`.
 DEFAULT_STEP_SIZE = 0.005
@@ -37,6 +39,7 @@ def register(subparsers, shared: SharedArguments) -> None:
     """Adds `interpolate`, `grid`, `walk`, `loop` and `morph-seeds`."""
     own = own_arguments()
     own.add_argument("prompts", nargs="+", metavar="PROMPT")
+    _morph_arguments(own, text=True)
     subparsers.add_parser(
         "interpolate",
         help="interpolate 2+ prompts with fixed noise",
@@ -87,12 +90,51 @@ def register(subparsers, shared: SharedArguments) -> None:
         default="variance_preserving",
         help="how neighbouring seeds' noises are mixed (both keep it standard normal)",
     )
+    _morph_arguments(own, text=False)
     subparsers.add_parser(
         "morph-seeds",
         help="morph the noise between seeds for one prompt",
         # The noises are --seeds' (no --seed).
         parents=[own, *shared.rendering(10, seed=False), shared.adaptive],
     ).set_defaults(run=run_morph_seeds)
+
+
+def _morph_arguments(parser: argparse.ArgumentParser, *, text: bool) -> None:
+    """The smoothing options of a keyframed walk (`kerasmorph.MorphOptions`)."""
+    group = parser.add_argument_group("morph")
+    if text:
+        group.add_argument(
+            "--text-interpolation",
+            choices=TEXT_INTERPOLATIONS,
+            default="embedding",
+            help="embedding: lerp the prompts' encodings (KerasCV's tutorial); attention: "
+            "interpolate every cross-attention output instead (AID)",
+        )
+    else:
+        group.add_argument(
+            "--noise-statistics",
+            choices=NOISE_STATISTICS,
+            default=None,
+            help="adain: renormalise the mixed noise to the seeds' lerped channel mean/std "
+            "(DiffMorpher)",
+        )
+    group.add_argument(
+        "--middle-guidance",
+        type=finite_float,
+        default=None,
+        metavar="SCALE",
+        help="guidance halfway between keyframes, linear to --guidance at each keyframe "
+        "(default: --guidance everywhere)",
+    )
+
+
+def _morph_options(args: argparse.Namespace) -> MorphOptions:
+    """The command's `MorphOptions`."""
+    return MorphOptions(
+        getattr(args, "text_interpolation", "embedding"),
+        getattr(args, "noise_statistics", None),
+        args.middle_guidance,
+    )
 
 
 def _check(
@@ -175,7 +217,8 @@ def run_interpolate(args: argparse.Namespace, session: Session) -> int:
         [args.seed],
         args.frames,
         resolve_schedule(args, "linear"),
-        {},
+        # Only what differs from plain interpolation: older manifests still match.
+        _morph_options(args).to_json(),
     )
 
 
@@ -254,7 +297,7 @@ def run_morph_seeds(args: argparse.Namespace, session: Session) -> int:
         args.seeds,
         args.frames,
         resolve_schedule(args, "ease"),
-        {"noise_method": args.noise_method},
+        {"noise_method": args.noise_method, **_morph_options(args).to_json()},
     )
 
 
@@ -267,8 +310,15 @@ def _render_adaptive(
     out = check_output_path(args.out)
     result = adaptive.refine(
         explorer,
-        adaptive.keyframe_path(encodings, noises, schedule=schedule, noise_method=noise_method),
+        adaptive.keyframe_path(
+            encodings,
+            noises,
+            schedule=schedule,
+            noise_method=noise_method,
+            morph=_morph_options(args),
+        ),
         threshold=args.adaptive,
+        metric=args.adaptive_metric,
         max_frames=args.max_frames,
         initial_frames=args.frames,
         num_steps=args.steps,

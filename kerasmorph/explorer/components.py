@@ -263,6 +263,19 @@ class ComponentStore:
             ),
         )
 
+    def interpolating_sampler_for(self, sequence_length: int) -> Sampler:
+        """The `Sampler` whose UNet interpolates cross-attention outputs (AID's outer
+        interpolation) for packed endpoint pairs of `sequence_length` tokens each."""
+        sequence_length = check_sequence_length("sequence_length", sequence_length)
+        return self.memo(
+            ("interpolating sampler", sequence_length),
+            lambda: Sampler(
+                models.interpolate_cross_attention(self.diffusion_model_for(sequence_length)),
+                jit_compile=self.precision_plan.jit_compile,
+                strategy=self.strategy,
+            ),
+        )
+
     # -------------------------------------------------------------- steps
 
     def encode_tokens(self, tokens: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from kerasmorph import schedulers
+from kerasmorph import models, schedulers
 from kerasmorph._checks import check_float32
 from kerasmorph.explorer.batching import batch_indices, pad_rows, progress_callback, run_padded
 from kerasmorph.explorer.checks import check_finite
@@ -91,13 +91,15 @@ def denoise_walk(
     progbar = progress_callback(total, explorer.verbose)
     for indices in batch_indices(walk.num_frames, batch_size):
         encodings, noise = walk.inputs(indices)
-        encodings, noise = explorer._text.check(encodings), explorer._check_noise(noise)
+        noise = explorer._check_noise(noise)
         if len(encodings) != len(indices) or len(noise) != len(indices):
             raise ValueError(
                 f"The walk returned {len(encodings)} encodings and {len(noise)} "
                 f"noises for {len(indices)} frames. Received: indices={indices.tolist()}"
             )
-        encodings, unconditional = explorer._text.guidance_contexts(encodings, negative_prompt)
+        encodings, unconditional, sampler = _conditioning(
+            explorer, walk.text_interpolation, encodings, negative_prompt
+        )
         latents = noise if num_skipped_steps else noise * np.float32(scheduler.init_noise_sigma)
         step_noise = None
         if scheduler.stochastic:
@@ -105,22 +107,24 @@ def denoise_walk(
             def step_noise(call, indices=indices, noise=noise):
                 return pad_rows(walk.noise_at(indices, noise, call), batch_size)[0]
 
-        sampler = explorer.sampler_for(encodings.shape[1])
         unconditional = np.repeat(unconditional, batch_size, axis=0)
+        guidance = walk.guidance_at(indices, unconditional_guidance_scale)
+        per_frame = np.ndim(guidance) > 0
+        guidance_rows = [guidance] if per_frame else []  # Padded with the frames.
 
-        def sample(batch_latents, batch_encodings, step_noise=step_noise):
+        def sample(batch_latents, batch_encodings, *batch_guidance, step_noise=step_noise):
             return sampler.sample(
                 batch_latents,
                 batch_encodings,
                 unconditional,
                 scheduler,
-                unconditional_guidance_scale,
+                batch_guidance[0] if batch_guidance else unconditional_guidance_scale,
                 start_index=start,
                 on_step=progbar,
                 step_noise=step_noise,
             )
 
-        result = run_padded(sample, [latents, encodings], batch_size)
+        result = run_padded(sample, [latents, encodings, *guidance_rows], batch_size)
         inputs = {
             "encoded_text": encodings,
             "latents" if num_skipped_steps else "diffusion_noise": noise,
@@ -130,3 +134,29 @@ def denoise_walk(
             result, "denoising", explorer.precision, inputs, guidance=unconditional_guidance_scale
         )
         yield result
+
+
+def _conditioning(
+    explorer: "Explorer", text_interpolation: str, encodings: np.ndarray, negative_prompt
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The prompt and unconditional contexts of a batch, and the Sampler that takes them.
+
+    For `"attention"` the encodings are packed endpoint pairs with α
+    (`models.pack_contexts`): both endpoints are brought to the unconditional
+    context's length, and the unconditional pass is packed as (u, u, α = 0),
+    which is exactly u's cross-attention.
+
+    Returns:
+        `(encodings (B, L', D), unconditional (1, L', D), sampler)`.
+    """
+    text = explorer._text
+    if text_interpolation == "embedding":
+        encodings, unconditional = text.guidance_contexts(text.check(encodings), negative_prompt)
+        return encodings, unconditional, explorer.sampler_for(encodings.shape[1])
+    first, second, alpha = models.unpack_contexts(encodings)
+    both = text.check(np.concatenate([first, second]))
+    both, unconditional = text.guidance_contexts(both, negative_prompt)
+    first, second = both[: len(first)], both[len(first) :]
+    packed = models.pack_contexts(first, second, alpha)
+    unconditional = models.pack_contexts(unconditional, unconditional, np.zeros(1))
+    return packed, unconditional, explorer._store.interpolating_sampler_for(first.shape[1])

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from kerasmorph.constants import TEXT_INTERPOLATIONS
+
 FrameInputs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 # (frame indices (B,), UNet call index) -> standard-normal noise (B, h, w, 4).
 StepNoise = Callable[[np.ndarray, int], np.ndarray]
@@ -63,12 +65,31 @@ class Walk:
             stochastic schedulers, mixed along the walk like its starting
             noise so neighbouring frames share nearly all of it; `None`:
             `derived_noise` of each frame's starting noise.
+        guidance: `(indices, scale) -> float (B,)` each frame's guidance
+            given the render's `unconditional_guidance_scale` (a scale that
+            varies along the path); `None`: that scale for every frame.
+        text_interpolation: how a frame's text conditions the UNet:
+            `"embedding"` (its encoding (B, L, D) is a mix of the prompts'),
+            or `"attention"` (its encoding is a packed pair of endpoint
+            encodings and α, (B, 2L + 1, D) from
+            `kerasmorph.models.pack_contexts`, and every cross-attention
+            output is interpolated: `kerasmorph.models.interpolate_cross_attention`).
     """
 
     num_frames: int
     compute: FrameInputs
     positions: np.ndarray
     step_noise: StepNoise | None = None
+    guidance: Callable[[np.ndarray, float], np.ndarray] | None = None
+    text_interpolation: str = "embedding"
+
+    def __post_init__(self) -> None:
+        if self.text_interpolation not in TEXT_INTERPOLATIONS:
+            valid = ", ".join(repr(name) for name in TEXT_INTERPOLATIONS)
+            raise ValueError(
+                f"`text_interpolation` must be one of {valid}. "
+                f"Received: text_interpolation={self.text_interpolation!r}"
+            )
 
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """`indices` as a 1-D int64 array, each a frame of this walk."""
@@ -91,13 +112,28 @@ class Walk:
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Walk":
         """The walk restricted to `indices` (e.g. the frames a resumed render lacks)."""
         indices = self._check_indices(indices)
-        step_noise = self.step_noise
+        step_noise, guidance = self.step_noise, self.guidance
         return Walk(
             len(indices),
             lambda sub: self.compute(indices[sub]),
             self.positions[indices],
             None if step_noise is None else lambda sub, call: step_noise(indices[sub], call),
+            None if guidance is None else lambda sub, scale: guidance(indices[sub], scale),
+            self.text_interpolation,
         )
+
+    def guidance_at(self, indices: np.ndarray, default: float) -> float | np.ndarray:
+        """The guidance of the frames at `indices`: `default`, or float32 (B,) along the path."""
+        if self.guidance is None:
+            return default
+        indices = self._check_indices(indices)
+        scales = np.asarray(self.guidance(indices, default), dtype=np.float64)
+        if scales.shape != (len(indices),) or not np.isfinite(scales).all():
+            raise ValueError(
+                f"A walk's `guidance` must return one finite scale per frame, shape "
+                f"({len(indices)},). Received: shape {scales.shape}"
+            )
+        return scales.astype(np.float32)
 
     def noise_at(self, indices: np.ndarray, noise: np.ndarray, call: int) -> np.ndarray:
         """Per-step noise of UNet call `call` for the frames at `indices` (starting `noise`)."""

@@ -52,7 +52,13 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # An empty IEND chunk with its CRC
 # kind -> (explorer, spec) -> Walk
 WALK_BUILDERS: dict[str, Callable[[Any, RenderSpec], walks.Walk]] = {
     "interpolate": lambda explorer, spec: walks.prompt_walk(
-        explorer, spec.prompts, spec.num_frames, schedule=spec.schedule, seed=spec.seeds[0]
+        explorer,
+        spec.prompts,
+        spec.num_frames,
+        schedule=spec.schedule,
+        seed=spec.seeds[0],
+        text_interpolation=spec.options.get("text_interpolation", "embedding"),
+        middle_guidance_scale=spec.options.get("middle_guidance_scale"),
     ),
     "grid": lambda explorer, spec: walks.grid_walk(
         explorer,
@@ -82,6 +88,8 @@ WALK_BUILDERS: dict[str, Callable[[Any, RenderSpec], walks.Walk]] = {
         spec.num_frames,
         schedule=spec.schedule,
         noise_method=spec.options.get("noise_method", "variance_preserving"),
+        noise_statistics=spec.options.get("noise_statistics"),
+        middle_guidance_scale=spec.options.get("middle_guidance_scale"),
     ),
 }
 
