@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kerasmorph import interpolation, metrics, walks
+from kerasmorph._checks import check_int
 from kerasmorph.explorer.walk import Walk, derived_noise
 from kerasmorph.morph_options import MorphOptions
 from kerasmorph.progress import ProgressBar
@@ -260,36 +261,19 @@ def refine(
     _check_metric(explorer, metric)
     batch_size = explorer.batch_size_for(initial_frames, batch_size)
 
-    path_step_noise = getattr(path, "step_noise", None)
+    sampling = {
+        "num_steps": num_steps,
+        "unconditional_guidance_scale": unconditional_guidance_scale,
+        "batch_size": batch_size,
+        "scheduler": scheduler,
+        "negative_prompt": negative_prompt,
+    }
     # One bar for the whole refinement (frames), the per-round bars muted.
     progress = ProgressBar(max_frames, verbose=explorer.verbose, unit_name="frame")
 
     @progress.counting(mute=explorer)
     def render(positions: np.ndarray) -> np.ndarray:
-        step_noise = None
-        if path_step_noise is not None:
-
-            def step_noise(indices, call):
-                return path_step_noise(positions[indices], call)
-
-        if isinstance(path, KeyframePath):
-            walk = path.walk(positions)
-        else:
-            walk = Walk(
-                len(positions), lambda indices: path(positions[indices]), positions, step_noise
-            )
-        return np.stack(
-            list(
-                explorer.render(
-                    walk,
-                    num_steps=num_steps,
-                    unconditional_guidance_scale=unconditional_guidance_scale,
-                    batch_size=batch_size,
-                    scheduler=scheduler,
-                    negative_prompt=negative_prompt,
-                )
-            )
-        )
+        return render_positions(explorer, path, positions, **sampling)
 
     positions = np.linspace(0.0, 1.0, initial_frames)
     frames = render(positions)
@@ -314,6 +298,111 @@ def refine(
         changes = _remeasure(changes, is_new[order], frames if latents is None else latents, metric)
     progress.finish()
     return AdaptiveResult(frames, positions, before, changes)
+
+
+def render_positions(explorer, path: PathFunction, positions: np.ndarray, **sampling) -> np.ndarray:
+    """Renders the frames of `path` at `positions (F,)` in [0, 1]: uint8 (F, H, W, 3).
+
+    A `KeyframePath` renders through its `walk` (with its `MorphOptions`);
+    another path function gives `(encodings, noises)` and, optionally, its
+    `step_noise(positions, call)`. `sampling` goes to `Explorer.render`.
+    """
+    if isinstance(path, KeyframePath):
+        walk = path.walk(positions)
+    else:
+        path_step_noise = getattr(path, "step_noise", None)
+        step_noise = None
+        if path_step_noise is not None:
+
+            def step_noise(indices, call):
+                return path_step_noise(positions[indices], call)
+
+        walk = Walk(len(positions), lambda indices: path(positions[indices]), positions, step_noise)
+    return np.stack(list(explorer.render(walk, **sampling)))
+
+
+def respace(
+    explorer,
+    path: PathFunction,
+    *,
+    num_frames: int,
+    probe_frames: int | None = None,
+    metric: Metric = "l2",
+    num_steps: int = 50,
+    unconditional_guidance_scale: float = 7.5,
+    batch_size: int | None = None,
+    scheduler: str | Any | None = None,
+    negative_prompt: str | None = None,
+) -> AdaptiveResult:
+    """Renders `num_frames` frames placed so that neighbouring frames are equally far apart.
+
+    DiffMorpher's "reschedule" (Zhang et al., CVPR 2024), the step its
+    ablation credits with most of the drop in PDV: render a uniform probe of
+    `probe_frames`, measure the distance between neighbours (`metric`), and
+    place the final frames at equal steps of the accumulated distance (the
+    probe's positions interpolated linearly), so a change the probe saw in
+    one interval is spread over the frames that land in it. Probe frames at
+    a final position (the two ends at least) are reused, not rendered again.
+
+    Args:
+        explorer: a `kerasmorph.Explorer`.
+        path: a path function, e.g. from `keyframe_path`.
+        num_frames: frames of the result, >= 2.
+        probe_frames: frames of the uniform probe, >= 2; default
+            `2·num_frames − 1`.
+        metric: a distance of `kerasmorph.metrics.METRICS`; default `"l2"`.
+        num_steps, unconditional_guidance_scale, batch_size, scheduler,
+            negative_prompt: as in `refine`.
+
+    Returns:
+        An `AdaptiveResult`: the frames, their positions (from 0 to 1),
+        the probe's neighbouring distances and the result's.
+
+    Example:
+
+    ```python
+    path = kerasmorph.adaptive.keyframe_path(explorer.encode_text(["a cat", "a dog"]),
+                                             np.repeat(explorer.noise(1, 0), 2, axis=0))
+    result = kerasmorph.adaptive.respace(explorer, path, num_frames=17, num_steps=25)
+    ```
+    """
+    num_frames = check_int("num_frames", num_frames, 2)
+    probe_frames = check_int("probe_frames", probe_frames or 2 * num_frames - 1, 2)
+    _check_metric(explorer, metric)
+    sampling = {
+        "num_steps": num_steps,
+        "unconditional_guidance_scale": unconditional_guidance_scale,
+        "batch_size": explorer.batch_size_for(probe_frames, batch_size),
+        "scheduler": scheduler,
+        "negative_prompt": negative_prompt,
+    }
+    progress = ProgressBar(probe_frames + num_frames, verbose=explorer.verbose, unit_name="frame")
+    render = progress.counting(mute=explorer)(
+        lambda positions: render_positions(explorer, path, positions, **sampling)
+    )
+
+    def distances(frames: np.ndarray) -> np.ndarray:
+        measured = explorer.encode_image(frames) if metric == metrics.LATENT_DISTANCE else frames
+        return _distances(measured, metric)
+
+    probe_positions = np.linspace(0.0, 1.0, probe_frames)
+    probe = render(probe_positions)
+    before = distances(probe)
+    travelled = np.concatenate([[0.0], np.cumsum(before)])
+    if travelled[-1] > 0:
+        positions = np.interp(
+            np.linspace(0.0, travelled[-1], num_frames), travelled, probe_positions
+        )
+    else:  # Nothing changes along the path: even spacing.
+        positions = np.linspace(0.0, 1.0, num_frames)
+    positions[0], positions[-1] = 0.0, 1.0
+    reused = np.isin(positions, probe_positions)
+    frames = np.empty((num_frames, *probe.shape[1:]), dtype=probe.dtype)
+    frames[reused] = probe[np.searchsorted(probe_positions, positions[reused])]
+    if (~reused).any():
+        frames[~reused] = render(positions[~reused])
+    progress.finish()
+    return AdaptiveResult(frames, positions, before, distances(frames))
 
 
 def plot_changes(result: AdaptiveResult):

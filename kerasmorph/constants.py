@@ -42,6 +42,7 @@ Precision = Literal["float32", "mixed_float16", "mixed_bfloat16", "bfloat16", "a
 # Images per batch when nothing else decides it.
 DEFAULT_MAX_BATCH_SIZE = 4
 
-# How a walk's text conditions the UNet: a lerped encoding, or interpolated
-# cross-attention outputs (`kerasmorph.MorphOptions`, `Walk.text_interpolation`).
-TEXT_INTERPOLATIONS = ("embedding", "attention")
+# How a walk's text conditions the UNet: a lerped encoding, interpolated
+# cross-attention outputs, or prompts switched along the denoising steps
+# (`kerasmorph.MorphOptions`, `Walk.text_interpolation`).
+TEXT_INTERPOLATIONS = ("embedding", "attention", "switch")

@@ -7,6 +7,12 @@ adaptive bisection (`kerasmorph.adaptive`):
 - `text_interpolation="attention"` (AID, He et al., NeurIPS 2024): every
   cross-attention output is `(1 − α)·Attn(Q, K₁, V₁) + α·Attn(Q, K₂, V₂)`
   instead of attending to the lerped encoding;
+- `text_interpolation="switch"` (prompt editing, as A1111's `[A:B:step]`):
+  each frame denoises with the first prompt's encoding in its early steps
+  and the second's in its late ones, the switch (a ramp `switch_width` of
+  the steps wide) moving earlier as α grows; every step sees a real
+  prompt's encoding, so the subject does not fade, but what the early steps
+  decide (layout, position) changes in one jump;
 - `noise_statistics="adain"` (DiffMorpher, Zhang et al., CVPR 2024): the
   interpolated noise is renormalised to its endpoints' lerped per-channel
   mean and standard deviation;
@@ -31,6 +37,39 @@ from kerasmorph.constants import TEXT_INTERPOLATIONS
 from kerasmorph.interpolation import PathFrame
 
 NOISE_STATISTICS = ("adain",)
+# Width of the `"switch"` ramp, as a fraction of the steps (0: a hard switch).
+DEFAULT_SWITCH_WIDTH = 0.3
+
+
+def switch_weights(alpha: np.ndarray, num_calls: int, width: float = DEFAULT_SWITCH_WIDTH):
+    """The second prompt's weight at each UNet call of a `"switch"` frame.
+
+    Call k of K sits at p = (k + ½)/K of the denoising. The weight ramps from
+    0 to 1 over `width` of the steps, centred at c(α) = (1 − α)(1 + W) − W/2:
+
+        w_k(α) = clip((p_k − c(α)) / W + ½, 0, 1)      (W = width > 0)
+        w_k(α) = 1 if p_k ≥ 1 − α else 0                (W = 0, a hard switch)
+
+    so α = 0 is the first prompt at every call and α = 1 the second, and a
+    larger α switches earlier.
+
+    Args:
+        alpha: float (B,), each frame's weight in [0, 1].
+        num_calls: the scheduler's UNet calls K.
+        width: W in [0, 1].
+
+    Returns:
+        float64 (B, K): row b holds frame b's weight at each call.
+    """
+    alpha = np.asarray(alpha, dtype=np.float64)[:, None]
+    positions = (np.arange(num_calls) + 0.5) / num_calls
+    if width == 0:
+        weights = (positions >= 1.0 - alpha).astype(np.float64)
+    else:
+        centre = (1.0 - alpha) * (1.0 + width) - width / 2.0
+        weights = np.clip((positions - centre) / width + 0.5, 0.0, 1.0)
+    weights = np.where(alpha == 0.0, 0.0, weights)
+    return np.where(alpha == 1.0, 1.0, weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +87,9 @@ class MorphOptions:
             gets `s + (g − s)·(1 − |2α − 1|)` for the render's scale `s`.
             Lower than `s` follows the "lower in the middle" idea; IMPUS
             itself raises it (max 3, min 1.5 at the ends).
+        switch_width: the width of the `"switch"` ramp as a fraction of the
+            steps, in [0, 1] (default 0.3; 0: a hard switch); only with
+            `text_interpolation="switch"`.
 
     Raises:
         ValueError: for an unknown name or a guidance that is not a finite number.
@@ -56,6 +98,7 @@ class MorphOptions:
     text_interpolation: str = "embedding"
     noise_statistics: str | None = None
     middle_guidance_scale: float | None = None
+    switch_width: float = DEFAULT_SWITCH_WIDTH
 
     def __post_init__(self) -> None:
         if self.text_interpolation not in TEXT_INTERPOLATIONS:
@@ -78,6 +121,17 @@ class MorphOptions:
             raise ValueError(
                 "`middle_guidance_scale` must be None or a finite number. "
                 f"Received: middle_guidance_scale={scale!r}"
+            )
+
+        width = self.switch_width
+        if isinstance(width, bool) or not isinstance(width, numbers.Real) or not 0 <= width <= 1:
+            raise ValueError(
+                f"`switch_width` must be a number in [0, 1]. Received: switch_width={width!r}"
+            )
+        if width != DEFAULT_SWITCH_WIDTH and self.text_interpolation != "switch":
+            raise ValueError(
+                "`switch_width` shapes text_interpolation='switch' only. Received: "
+                f"switch_width={width!r} with text_interpolation={self.text_interpolation!r}"
             )
 
     @property

@@ -125,6 +125,7 @@ class Sampler:
         on_step: Callable[[], None] | None = None,
         keep: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         step_noise: Callable[[int], np.ndarray] | None = None,
+        context_at: Callable[[int], np.ndarray] | None = None,
     ) -> np.ndarray:
         """Denoises one batch of latents.
 
@@ -153,6 +154,10 @@ class Sampler:
             step_noise: `index -> float32 (B, h, w, 4)` standard-normal noise
                 of UNet call `index`, for stochastic (ancestral) schedulers;
                 required by them, ignored by the others.
+            context_at: `index -> float32 (B, L, D)`, the prompt encodings of
+                UNet call `index` instead of `context` (prompt switching
+                along the steps); same shape as `context`, so nothing
+                retraces. Default: `context` at every call.
 
         Returns:
             float32 (B, h, w, 4), the final latent.
@@ -174,6 +179,7 @@ class Sampler:
                 on_step,
                 keep,
                 step_noise,
+                context_at,
             )
         run = self._start(scheduler, len(latent), context, unconditional_context)
         replicas = run.replicas
@@ -182,7 +188,10 @@ class Sampler:
         blended = replicas.batched(*keep) if keep is not None else None
         state = replicas.map(scheduler.initial_state, latent)
         for index in range(start_index, scheduler.num_steps):
-            latent, state = run.step(latent, index, run.constants[index], state, guidance)
+            contexts = None
+            if context_at is not None:
+                contexts = (replicas.batched(context_at(index)), run.contexts[1])
+            latent, state = run.step(latent, index, run.constants[index], state, guidance, contexts)
             if blended is not None:
                 signal, scale = scheduler.noise_scales(index + 1)
                 blend = functools.partial(_keep_blend, signal=signal, scale=scale)
@@ -268,6 +277,7 @@ class Sampler:
         on_step,
         keep,
         step_noise,
+        context_at=None,
     ) -> np.ndarray:
         """The loop for schedulers that step on the host: one compiled guided UNet call
         per step (traced once per shape, whatever the scheduler), then the
@@ -286,6 +296,8 @@ class Sampler:
         state = scheduler.new_state()
         for index in range(start_index, scheduler.num_model_calls):
             model_input = replicas.batched(scheduler.scale_model_input(sample, index))
+            if context_at is not None:
+                contexts = (replicas.batched(context_at(index)), contexts[1])
             output = replicas.run(compiled, model_input, embeddings[index], *contexts, guidance)
             noise = step_noise(index) if scheduler.stochastic else None
             sample = scheduler.step(
@@ -404,9 +416,13 @@ class _Run:
     constants: Any
     contexts: tuple
 
-    def step(self, latent, index: int, row, state: tuple, guidance) -> tuple:
-        """One guided step at visited `index` with constants `row`; returns `(latent, state)`."""
-        context, unconditional_context = self.contexts
+    def step(self, latent, index: int, row, state: tuple, guidance, contexts=None) -> tuple:
+        """One guided step at visited `index` with constants `row`; returns `(latent, state)`.
+
+        `contexts`: placed `(context, unconditional_context)` for this step
+        only; default the run's.
+        """
+        context, unconditional_context = contexts or self.contexts
         arguments = (latent, self.embeddings[index], context, unconditional_context, guidance)
         return self.replicas.run(self.compiled, *arguments, row, state)
 

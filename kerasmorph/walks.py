@@ -53,6 +53,7 @@ from kerasmorph.explorer.walk import FrameInputs as FrameInputs
 from kerasmorph.explorer.walk import Walk as Walk
 from kerasmorph.explorer.walk import as_walk as as_walk
 from kerasmorph.explorer.walk import derived_noise, uniform_positions
+from kerasmorph.morph_options import DEFAULT_SWITCH_WIDTH, switch_weights
 from kerasmorph.morph_options import MorphOptions as MorphOptions
 from kerasmorph.noise_statistics import adain
 from kerasmorph.schedulers import Scheduler
@@ -138,6 +139,19 @@ def plan_walk(
         )[1]
         return mixed_noise(frames, keyframe_noise, mixed)
 
+    step_encodings = None
+    if morph.text_interpolation == "switch":
+
+        def step_encodings(indices: np.ndarray, call: int, num_calls: int) -> np.ndarray:
+            # Each frame's endpoints, mixed by its weight at this call of the steps.
+            frames = [plan[i] for i in indices]
+            alpha = np.array([f.prompt_weight for f in frames])
+            weights = switch_weights(alpha, num_calls, morph.switch_width)[:, call]
+            first = encodings[[f.prompt_pair[0] for f in frames]]
+            second = encodings[[f.prompt_pair[1] for f in frames]]
+            weights = weights[:, None, None].astype(first.dtype)
+            return (1 - weights) * first + weights * second  # Exact at weights 0 and 1.
+
     # Position along the walk: segment index plus the moving weight, normalised.
     progress = np.array([f.segment + max(f.prompt_weight, f.noise_weight) for f in plan])
     if plan[-1].prompt_weight < 1 and plan[-1].noise_weight < 1:
@@ -151,6 +165,7 @@ def plan_walk(
         step_noise,
         morph.guidance_along(plan),
         morph.text_interpolation,
+        step_encodings,
     )
 
 
@@ -163,6 +178,7 @@ def prompt_walk(
     seed: int = 0,
     long_prompts: bool | None = None,
     text_interpolation: str = "embedding",
+    switch_width: float = DEFAULT_SWITCH_WIDTH,
     middle_guidance_scale: float | None = None,
 ) -> Walk:
     """Interpolates the text encodings of 2+ prompts with the noise held fixed.
@@ -183,15 +199,16 @@ def prompt_walk(
             (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
             encodings are padded with empty chunks to one length so they
             can be mixed. Default: the Explorer's `long_prompts`.
-        text_interpolation, middle_guidance_scale: see `MorphOptions`
-            (`"attention"`: AID's interpolated cross-attention; a middle
-            guidance varies guidance along the path). The endpoints'
-            frames are unchanged.
+        text_interpolation, switch_width, middle_guidance_scale: see
+            `MorphOptions` (`"attention"`: AID's interpolated
+            cross-attention; `"switch"`: the prompts switched along the
+            denoising steps; a middle guidance varies guidance along the
+            path). The endpoints' frames are unchanged.
 
     Returns:
         A `Walk` of `num_frames` frames.
     """
-    morph = MorphOptions(text_interpolation, None, middle_guidance_scale)
+    morph = MorphOptions(text_interpolation, None, middle_guidance_scale, switch_width)
     prompts = _check_prompts(prompts, minimum=2)
     per_segment = _split_frames(num_frames, len(prompts) - 1)
     plan = interpolation.plan_path(len(prompts), per_segment, schedule=schedule)
@@ -395,6 +412,7 @@ def keyframe_walk(
     noise_method: str = "slerp",
     long_prompts: bool | None = None,
     text_interpolation: str = "embedding",
+    switch_width: float = DEFAULT_SWITCH_WIDTH,
     noise_statistics: str | None = None,
     middle_guidance_scale: float | None = None,
 ) -> Walk:
@@ -413,10 +431,11 @@ def keyframe_walk(
             (`Explorer.encode_text(..., long_prompts=True)`); the prompts'
             encodings are padded with empty chunks to one length so they
             can be mixed. Default: the Explorer's `long_prompts`.
-        text_interpolation, noise_statistics, middle_guidance_scale: how
-            the frames between keyframes are made (`MorphOptions`): the
-            default lerps the encodings; `"attention"` interpolates every
-            cross-attention output (AID), `"adain"` corrects the mixed
+        text_interpolation, switch_width, noise_statistics,
+        middle_guidance_scale: how the frames between keyframes are made
+            (`MorphOptions`): the default lerps the encodings; `"attention"`
+            interpolates every cross-attention output (AID), `"switch"`
+            switches the prompts along the steps, `"adain"` corrects the mixed
             noise's channel statistics, a middle guidance varies guidance
             along the path. Each keyframe's own frame is unchanged.
 
@@ -443,6 +462,7 @@ def keyframe_walk(
         closed=closed,
         noise_method=noise_method,
         text_interpolation=text_interpolation,
+        switch_width=switch_width,
         noise_statistics=noise_statistics,
         middle_guidance_scale=middle_guidance_scale,
     )
@@ -458,6 +478,7 @@ def path_walk(
     closed: bool = False,
     noise_method: str = "slerp",
     text_interpolation: str = "embedding",
+    switch_width: float = DEFAULT_SWITCH_WIDTH,
     noise_statistics: str | None = None,
     middle_guidance_scale: float | None = None,
 ) -> Walk:
@@ -471,7 +492,7 @@ def path_walk(
     `MorphOptions` for `text_interpolation`, `noise_statistics` and
     `middle_guidance_scale`).
     """
-    morph = MorphOptions(text_interpolation, noise_statistics, middle_guidance_scale)
+    morph = MorphOptions(text_interpolation, noise_statistics, middle_guidance_scale, switch_width)
     plan = interpolation.plan_path(
         len(encodings), frames_per_segment, schedule=schedule, mode=mode, closed=closed
     )
@@ -615,6 +636,7 @@ def interpolate(
     scheduler: str | Scheduler | None = None,
     negative_prompt: str | None = None,
     text_interpolation: str = "embedding",
+    switch_width: float = DEFAULT_SWITCH_WIDTH,
     middle_guidance_scale: float | None = None,
 ) -> np.ndarray:
     """Frames interpolating 2+ prompts with fixed noise (the KerasCV tutorial).
@@ -625,7 +647,8 @@ def interpolate(
     Explorer's, `"ddim"`). `negative_prompt` is the text of every frame's
     unconditional pass (default ""). The other one-liners take all three too.
     `text_interpolation="attention"` interpolates the cross-attention outputs
-    instead of the encodings (AID), `middle_guidance_scale` varies guidance
+    instead of the encodings (AID), `"switch"` switches the prompts along the
+    denoising steps (`switch_width`), `middle_guidance_scale` varies guidance
     along the path (`MorphOptions`).
 
     Returns:
@@ -646,6 +669,7 @@ def interpolate(
         seed=seed,
         long_prompts=long_prompts,
         text_interpolation=text_interpolation,
+        switch_width=switch_width,
         middle_guidance_scale=middle_guidance_scale,
     )
     sampling = _sampling(num_steps, unconditional_guidance_scale, batch_size, scheduler)
@@ -666,6 +690,7 @@ def morph_prompts(
     scheduler: str | Scheduler | None = None,
     negative_prompt: str | None = None,
     text_interpolation: str = "embedding",
+    switch_width: float = DEFAULT_SWITCH_WIDTH,
     middle_guidance_scale: float | None = None,
 ) -> np.ndarray:
     """A prompt morph with sinh spacing: frames dense where the image flips."""
@@ -682,6 +707,7 @@ def morph_prompts(
         scheduler=scheduler,
         negative_prompt=negative_prompt,
         text_interpolation=text_interpolation,
+        switch_width=switch_width,
         middle_guidance_scale=middle_guidance_scale,
     )
 

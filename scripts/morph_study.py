@@ -50,10 +50,17 @@ METHODS: dict[str, dict] = {
         "text_interpolation": "attention",
         "middle_guidance_scale": 12.0,
     },
+    "switch": {"text_interpolation": "switch"},
+    "switch (width 0.2)": {"text_interpolation": "switch", "switch_width": 0.2},
+    "switch + middle guidance 3": {"text_interpolation": "switch", "middle_guidance_scale": 3.0},
     # Bisection by pixel L2 (`kerasmorph.adaptive.refine`): 5 even frames, all 4 gaps
     # bisected, then twice the 4 largest changes: 17 frames in all.
     "adaptive (l2)": {"adaptive": "embedding"},
     "attention + adaptive (l2)": {"adaptive": "attention"},
+    # Equal pixel-L2 steps (`kerasmorph.adaptive.respace`, DiffMorpher's reschedule):
+    # a uniform probe of 33 frames, then 17 frames at equal accumulated distance.
+    "respaced (l2)": {"respace": {}},
+    "switch + respaced (l2)": {"respace": {"text_interpolation": "switch"}},
 }
 NOISE_PROMPT = "a red circle"
 NOISE_METHODS = ("lerp", "slerp", "variance_preserving", "slerp + adain", "lerp + adain")
@@ -81,14 +88,22 @@ def _summary(evaluations: list[dict]) -> dict:
 def _prompt_frames(explorer, pair: tuple[str, str], method: dict, sampling: dict) -> np.ndarray:
     from kerasmorph import MorphOptions, adaptive, walks
 
-    if "adaptive" not in method:
+    if "adaptive" not in method and "respace" not in method:
         walk = walks.prompt_walk(explorer, pair, NUM_FRAMES, seed=0, **method)
         return np.stack(list(explorer.render(walk, batch_size=NUM_FRAMES, **sampling)))
-    path = adaptive.keyframe_path(
-        explorer.encode_text(list(pair)),
-        np.repeat(explorer.noise(1, 0), 2, axis=0),
-        morph=MorphOptions(text_interpolation=method["adaptive"]),
+    morph = (
+        MorphOptions(**method["respace"])
+        if "respace" in method
+        else MorphOptions(text_interpolation=method["adaptive"])
     )
+    path = adaptive.keyframe_path(
+        explorer.encode_text(list(pair)), np.repeat(explorer.noise(1, 0), 2, axis=0), morph=morph
+    )
+    if "respace" in method:
+        result = adaptive.respace(
+            explorer, path, num_frames=NUM_FRAMES, metric="l2", batch_size=NUM_FRAMES, **sampling
+        )
+        return result.frames
     result = adaptive.refine(
         explorer,
         path,

@@ -79,3 +79,30 @@ def test_bad_morph_flags_are_refused(tmp_path, capsys, flags, message):
         main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_respace_writes_the_frames_and_the_changes_plot(tmp_path, capsys):
+    out = tmp_path / "respaced.gif"
+    args = ["interpolate", "a red circle", "a blue square", "--frames", "4", "--out", str(out)]
+    assert (
+        main([*args, "--respace", "--probe-frames", "5", "--text-interpolation", "switch", *TINY])
+        == 0
+    )
+    assert gif_frames(out)[0] == 4
+    assert (tmp_path / "respaced.changes.png").exists()
+    assert "largest change" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--respace", "--adaptive", "0.1"], "--respace places --frames frames itself"),
+        (["--probe-frames", "5"], "--probe-frames is the probe of --respace"),
+        (["--switch-width", "0.1"], "shapes text_interpolation='switch' only"),
+    ],
+)
+def test_conflicting_spacing_flags_are_refused(tmp_path, capsys, flags, message):
+    args = ["interpolate", "a", "b", "--out", str(tmp_path / "x.gif"), *flags, *TINY]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1

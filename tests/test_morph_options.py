@@ -144,3 +144,84 @@ def test_adain_seed_walk_keeps_endpoints_and_corrects_the_middle(tiny_explorer):
     target = 0.5 * a.std((0, 1)) + 0.5 * b.std((0, 1))
     np.testing.assert_allclose(noise[2].std((0, 1)), target, rtol=1e-4)
     assert not np.allclose(noise[2], plain_noise[2])
+
+
+# ----------------------------------------------------------- prompt switching
+
+
+def test_switch_weights_go_from_the_first_prompt_to_the_second():
+    from kerasmorph.morph_options import switch_weights
+
+    alpha = np.linspace(0, 1, 9)
+    for width in (0.0, 0.3, 1.0):
+        weights = switch_weights(alpha, 20, width)
+        assert weights.shape == (9, 20)
+        assert np.all(weights[0] == 0) and np.all(weights[-1] == 1)
+        assert np.all(np.diff(weights, axis=0) >= 0)  # A larger α switches earlier.
+        assert np.all(np.diff(weights, axis=1) >= 0)  # The second prompt comes later.
+    hard = switch_weights(np.array([0.25]), 8, 0.0)[0]
+    assert hard.tolist() == [0, 0, 0, 0, 0, 0, 1, 1]
+    with pytest.raises(ValueError, match=r"`switch_width` must be a number in \[0, 1\]"):
+        MorphOptions("switch", switch_width=1.5)
+    with pytest.raises(ValueError, match="shapes text_interpolation='switch' only"):
+        MorphOptions("attention", switch_width=0.1)
+
+
+def test_step_encodings_replace_the_encodings_at_every_call(tiny_explorer):
+    first, second = tiny_explorer.encode_text(PROMPTS)
+    noise = tiny_explorer.noise(1, 4)
+    from kerasmorph.explorer.walk import Walk
+
+    def walk_of(step_encodings):
+        return Walk(
+            1, lambda indices: (second[None], noise), np.zeros(1), step_encodings=step_encodings
+        )
+
+    alone = _render(tiny_explorer, Walk.from_arrays(first[None], noise))
+    always_first = _render(tiny_explorer, walk_of(lambda indices, call, calls: first[None]))
+    np.testing.assert_array_equal(always_first, alone)
+    seen = []
+
+    def last_call_first(indices, call, num_calls):
+        seen.append((call, num_calls))
+        return (first if call == num_calls - 1 else second)[None]
+
+    switched = _render(tiny_explorer, walk_of(last_call_first))
+    plain_second = _render(tiny_explorer, Walk.from_arrays(second[None], noise))
+    assert seen == [(0, 3), (1, 3), (2, 3)]
+    assert np.abs(switched.astype(int) - alone).max() > 0
+    assert np.abs(switched.astype(int) - plain_second).max() > 0
+
+
+def test_switch_walk_keeps_its_endpoints(tiny_explorer):
+    switch = walks.prompt_walk(tiny_explorer, PROMPTS, 5, seed=1, text_interpolation="switch")
+    plain = walks.prompt_walk(tiny_explorer, PROMPTS, 5, seed=1)
+    frames, plain_frames = _render(tiny_explorer, switch), _render(tiny_explorer, plain)
+    np.testing.assert_array_equal(frames[[0, 4]], plain_frames[[0, 4]])
+    assert np.abs(frames[2].astype(int) - plain_frames[2]).max() > 2
+
+
+# ------------------------------------------------------------------ respacing
+
+
+def test_respace_puts_the_frames_where_the_path_changes(tiny_explorer):
+    from kerasmorph import adaptive, interpolation
+
+    first, second = tiny_explorer.encode_text(PROMPTS)
+    noise = tiny_explorer.noise(1, 0)
+
+    def path(positions):  # Nothing happens in the first half.
+        weights = np.clip(2 * np.asarray(positions) - 1, 0, 1)
+        return interpolation.lerp(first, second, weights), np.repeat(noise, len(weights), 0)
+
+    result = adaptive.respace(
+        tiny_explorer, path, num_frames=5, probe_frames=9, num_steps=2, batch_size=3
+    )
+    assert result.positions[0] == 0 and result.positions[-1] == 1
+    assert np.all(np.diff(result.positions) > 0)
+    assert np.all(result.positions[1:-1] > 0.5)  # Even spacing would put two below.
+    assert len(result.changes_before) == 8 and len(result.changes_after) == 4
+    again = adaptive.render_positions(
+        tiny_explorer, path, result.positions, num_steps=2, batch_size=3
+    )
+    np.testing.assert_array_equal(again, result.frames)

@@ -370,12 +370,24 @@ def adaptive_arguments() -> argparse.ArgumentParser:
         "--max-frames", type=positive_int, default=None, help="frame budget of --adaptive"
     )
     group.add_argument(
+        "--respace",
+        action="store_true",
+        help="render --probe-frames uniformly, then --frames frames at equal steps of "
+        "--adaptive-metric (DiffMorpher's reschedule); instead of --adaptive",
+    )
+    group.add_argument(
+        "--probe-frames",
+        type=int_at_least(2),
+        default=None,
+        help="frames of --respace's uniform probe (default: 2·--frames − 1)",
+    )
+    group.add_argument(
         "--adaptive-metric",
         choices=METRICS,
         default="mad",
-        help="the change --adaptive bisects by (kerasmorph.metrics): mad, l2 "
-        "(root-mean-square), ssim (1 − SSIM), all on pixels in [0, 1]; latent_l2: VAE "
-        "latents (needs the image encoder)",
+        help="the change --adaptive bisects by and --respace evens out (kerasmorph.metrics): "
+        "mad, l2 (root-mean-square), ssim (1 − SSIM), all on pixels in [0, 1]; latent_l2: "
+        "VAE latents (needs the image encoder)",
     )
     return parser
 

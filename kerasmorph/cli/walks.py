@@ -29,7 +29,7 @@ from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.render import render_spec
 from kerasmorph.cli.session import CommandError, Session
 from kerasmorph.constants import TEXT_INTERPOLATIONS
-from kerasmorph.morph_options import NOISE_STATISTICS, MorphOptions
+from kerasmorph.morph_options import DEFAULT_SWITCH_WIDTH, NOISE_STATISTICS, MorphOptions
 
 # `walk`'s element-wise step, the KerasCV tutorial's `ones × 0.005`.
 DEFAULT_STEP_SIZE = 0.005
@@ -108,7 +108,17 @@ def _morph_arguments(parser: argparse.ArgumentParser, *, text: bool) -> None:
             choices=TEXT_INTERPOLATIONS,
             default="embedding",
             help="embedding: lerp the prompts' encodings (KerasCV's tutorial); attention: "
-            "interpolate every cross-attention output instead (AID)",
+            "interpolate every cross-attention output instead (AID); switch: the first "
+            "prompt in the early steps, the second in the late ones, switching earlier as "
+            "the morph goes on",
+        )
+        group.add_argument(
+            "--switch-width",
+            type=finite_float,
+            default=DEFAULT_SWITCH_WIDTH,
+            metavar="FRACTION",
+            help="the width of --text-interpolation switch's ramp, a fraction of the steps in "
+            "[0, 1] (0: a hard switch)",
         )
     else:
         group.add_argument(
@@ -134,6 +144,7 @@ def _morph_options(args: argparse.Namespace) -> MorphOptions:
         getattr(args, "text_interpolation", "embedding"),
         getattr(args, "noise_statistics", None),
         args.middle_guidance,
+        getattr(args, "switch_width", DEFAULT_SWITCH_WIDTH),
     )
 
 
@@ -151,9 +162,9 @@ def _check(
     and an explicit --batch-size above the frames clamped to them."""
     directories = ("--out",) if is_directory_out(args.out) else ()
     check_outputs({"--out": args.out}, model_inputs(args), directories=directories)
-    if getattr(args, "adaptive", None) is not None:
-        # The refined frames (at most --max-frames) are kept, then written.
-        num_held = max(num_frames, args.max_frames or 0)
+    if _spaced(args):
+        # The refined frames (at most --max-frames) or the probe are kept, then written.
+        num_held = max(num_frames, args.max_frames or 0, _probe_frames(args))
         plot = _plot_path(check_output_path(args.out))
         check_outputs({"--out (plot)": plot}, model_inputs(args))
         check_render(args, num_held, walk=walk, request=request, num_held=num_held)
@@ -177,6 +188,19 @@ def _check_keyframes(args: argparse.Namespace, keyframes: list, noun: str) -> No
         raise CommandError(
             f"{args.command} needs at least 2 {noun}. Received: {count} {noun} {keyframes!r}"
         )
+    if args.respace:
+        if args.adaptive is not None or args.max_frames is not None:
+            raise CommandError(
+                "--respace places --frames frames itself: drop --adaptive/--max-frames "
+                "(bisection), or --respace"
+            )
+        if args.frames < count:
+            raise CommandError(
+                f"{count} keyframes need at least {count} frames. Received: --frames {args.frames}"
+            )
+        return
+    if args.probe_frames is not None:
+        raise CommandError("--probe-frames is the probe of --respace: add --respace")
     if args.adaptive is None:
         if args.frames < count:
             raise CommandError(
@@ -193,6 +217,17 @@ def _check_keyframes(args: argparse.Namespace, keyframes: list, noun: str) -> No
         )
 
 
+def _spaced(args: argparse.Namespace) -> bool:
+    """Whether the frames are placed by measuring them (--adaptive or --respace)."""
+    return getattr(args, "adaptive", None) is not None or getattr(args, "respace", False)
+
+
+def _probe_frames(args: argparse.Namespace) -> int:
+    if not getattr(args, "respace", False):
+        return 0
+    return args.probe_frames or 2 * args.frames - 1
+
+
 def _plot_path(out):
     """Where an adaptive render's plot of the changes goes, beside --out."""
     return out.with_name(f"{out.stem or out.name}.changes.png")
@@ -201,7 +236,7 @@ def _plot_path(out):
 def run_interpolate(args: argparse.Namespace, session: Session) -> int:
     _check_keyframes(args, args.prompts, "prompts")
     _check(args, session, args.frames, walk="path", request=f"--frames {args.frames}")
-    if args.adaptive is not None:
+    if _spaced(args):
         import numpy as np
 
         schedule = resolve_schedule(args, "linear")
@@ -280,7 +315,7 @@ def run_loop(args: argparse.Namespace, session: Session) -> int:
 def run_morph_seeds(args: argparse.Namespace, session: Session) -> int:
     _check_keyframes(args, args.seeds, "seeds")
     _check(args, session, args.frames, walk="path", request=f"--frames {args.frames}")
-    if args.adaptive is not None:
+    if _spaced(args):
         import numpy as np
 
         schedule = resolve_schedule(args, "ease")
@@ -304,29 +339,35 @@ def run_morph_seeds(args: argparse.Namespace, session: Session) -> int:
 def _render_adaptive(
     args: argparse.Namespace, explorer, encodings, noises, schedule: str, noise_method: str
 ) -> int:
-    """Renders the keyframe path, bisected where neighbouring frames differ too much."""
+    """Renders the keyframe path, bisected where neighbouring frames differ too much
+    (--adaptive) or placed at equal steps of the change (--respace)."""
     from kerasmorph import adaptive
 
     out = check_output_path(args.out)
-    result = adaptive.refine(
-        explorer,
-        adaptive.keyframe_path(
-            encodings,
-            noises,
-            schedule=schedule,
-            noise_method=noise_method,
-            morph=_morph_options(args),
-        ),
-        threshold=args.adaptive,
-        metric=args.adaptive_metric,
-        max_frames=args.max_frames,
-        initial_frames=args.frames,
-        num_steps=args.steps,
-        unconditional_guidance_scale=args.guidance,
-        scheduler=build_scheduler(args),
-        batch_size=args.batch_size,
-        negative_prompt=args.negative_prompt,
+    path = adaptive.keyframe_path(
+        encodings, noises, schedule=schedule, noise_method=noise_method, morph=_morph_options(args)
     )
+    sampling = {
+        "metric": args.adaptive_metric,
+        "num_steps": args.steps,
+        "unconditional_guidance_scale": args.guidance,
+        "scheduler": build_scheduler(args),
+        "batch_size": args.batch_size,
+        "negative_prompt": args.negative_prompt,
+    }
+    if args.respace:
+        result = adaptive.respace(
+            explorer, path, num_frames=args.frames, probe_frames=args.probe_frames, **sampling
+        )
+    else:
+        result = adaptive.refine(
+            explorer,
+            path,
+            threshold=args.adaptive,
+            max_frames=args.max_frames,
+            initial_frames=args.frames,
+            **sampling,
+        )
     print(write_frames(out, result.frames, args))
     figure = adaptive.plot_changes(result)
     plot = _plot_path(out)

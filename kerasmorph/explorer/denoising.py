@@ -111,8 +111,21 @@ def denoise_walk(
         guidance = walk.guidance_at(indices, unconditional_guidance_scale)
         per_frame = np.ndim(guidance) > 0
         guidance_rows = [guidance] if per_frame else []  # Padded with the frames.
+        context_at = None
+        if walk.step_encodings is not None:
 
-        def sample(batch_latents, batch_encodings, *batch_guidance, step_noise=step_noise):
+            def context_at(call, indices=indices):
+                step = walk.step_encodings(indices, call, scheduler.num_model_calls)
+                step = explorer._text.guidance_contexts(explorer._text.check(step), negative_prompt)
+                return pad_rows(step[0], batch_size)[0]
+
+        def sample(
+            batch_latents,
+            batch_encodings,
+            *batch_guidance,
+            step_noise=step_noise,
+            context_at=context_at,
+        ):
             return sampler.sample(
                 batch_latents,
                 batch_encodings,
@@ -122,6 +135,7 @@ def denoise_walk(
                 start_index=start,
                 on_step=progbar,
                 step_noise=step_noise,
+                context_at=context_at,
             )
 
         result = run_padded(sample, [latents, encodings, *guidance_rows], batch_size)
@@ -150,7 +164,7 @@ def _conditioning(
         `(encodings (B, L', D), unconditional (1, L', D), sampler)`.
     """
     text = explorer._text
-    if text_interpolation == "embedding":
+    if text_interpolation != "attention":  # "switch" starts from its first step's encodings.
         encodings, unconditional = text.guidance_contexts(text.check(encodings), negative_prompt)
         return encodings, unconditional, explorer.sampler_for(encodings.shape[1])
     first, second, alpha = models.unpack_contexts(encodings)

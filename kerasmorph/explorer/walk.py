@@ -73,7 +73,13 @@ class Walk:
             or `"attention"` (its encoding is a packed pair of endpoint
             encodings and α, (B, 2L + 1, D) from
             `kerasmorph.models.pack_contexts`, and every cross-attention
-            output is interpolated: `kerasmorph.models.interpolate_cross_attention`).
+            output is interpolated: `kerasmorph.models.interpolate_cross_attention`),
+            or `"switch"` (the encoding changes along the denoising steps:
+            `step_encodings`).
+        step_encodings: `(indices, call, num_calls) -> (B, L, D)` the
+            encodings of UNet call `call` of `num_calls` (prompt switching
+            along the steps), replacing `compute`'s for that call; `None`:
+            `compute`'s at every call.
     """
 
     num_frames: int
@@ -82,6 +88,7 @@ class Walk:
     step_noise: StepNoise | None = None
     guidance: Callable[[np.ndarray, float], np.ndarray] | None = None
     text_interpolation: str = "embedding"
+    step_encodings: Callable[[np.ndarray, int, int], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if self.text_interpolation not in TEXT_INTERPOLATIONS:
@@ -112,7 +119,7 @@ class Walk:
     def subset(self, indices: Sequence[int] | np.ndarray) -> "Walk":
         """The walk restricted to `indices` (e.g. the frames a resumed render lacks)."""
         indices = self._check_indices(indices)
-        step_noise, guidance = self.step_noise, self.guidance
+        step_noise, guidance, step_encodings = self.step_noise, self.guidance, self.step_encodings
         return Walk(
             len(indices),
             lambda sub: self.compute(indices[sub]),
@@ -120,6 +127,9 @@ class Walk:
             None if step_noise is None else lambda sub, call: step_noise(indices[sub], call),
             None if guidance is None else lambda sub, scale: guidance(indices[sub], scale),
             self.text_interpolation,
+            None
+            if step_encodings is None
+            else lambda sub, call, num_calls: step_encodings(indices[sub], call, num_calls),
         )
 
     def guidance_at(self, indices: np.ndarray, default: float) -> float | np.ndarray:

@@ -35,6 +35,7 @@ import numpy as np
 
 from kerasmorph import atomic, export, locks, schedulers, walks
 from kerasmorph.errors import RenderDirectoryError
+from kerasmorph.morph_options import DEFAULT_SWITCH_WIDTH
 from kerasmorph.renders.spec import (
     MANIFEST,
     RenderSpec,
@@ -58,6 +59,7 @@ WALK_BUILDERS: dict[str, Callable[[Any, RenderSpec], walks.Walk]] = {
         schedule=spec.schedule,
         seed=spec.seeds[0],
         text_interpolation=spec.options.get("text_interpolation", "embedding"),
+        switch_width=spec.options.get("switch_width", DEFAULT_SWITCH_WIDTH),
         middle_guidance_scale=spec.options.get("middle_guidance_scale"),
     ),
     "grid": lambda explorer, spec: walks.grid_walk(
