@@ -22,6 +22,8 @@ adaptive bisection (`kerasmorph.adaptive`):
 
 At a keyframe (α = 0 or 1) every option reduces to the plain prompt, noise
 and guidance: a walk's first and last frames are its keyframes' own images.
+`plan_walk` turns a planned path (`kerasmorph.interpolation.plan_path`) and
+its options into a `Walk`; the builders of `kerasmorph.walks` use it.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from kerasmorph import interpolation, models
 from kerasmorph.constants import TEXT_INTERPOLATIONS
+from kerasmorph.explorer.walk import Walk, derived_noise
 from kerasmorph.interpolation import PathFrame
+from kerasmorph.noise_statistics import adain
 
 NOISE_STATISTICS = ("adain",)
 # Width of the `"switch"` ramp, as a fraction of the steps (0: a hard switch).
@@ -171,3 +176,88 @@ class MorphOptions:
             return scale + (middle - scale) * tent
 
         return guidance
+
+
+def plan_walk(
+    plan: list[PathFrame],
+    encodings: np.ndarray,
+    noises: np.ndarray,
+    noise_method: str,
+    morph: MorphOptions | None = None,
+) -> Walk:
+    """The walk of a planned path (`kerasmorph.interpolation.plan_path`) through keyframes.
+
+    Args:
+        plan: one `PathFrame` per frame.
+        encodings: keyframe encodings (K, L, D).
+        noises: keyframe noises (K, h, w, 4).
+        noise_method: `"slerp"` or `"variance_preserving"`.
+        morph: `MorphOptions`; default plain interpolation.
+
+    Returns:
+        A `Walk` of `len(plan)` frames, whose per-step noise is mixed like its
+        starting noise.
+    """
+    morph = morph or MorphOptions()
+
+    def mixed_noise(frames, keyframe_noises: np.ndarray, mixed: np.ndarray) -> np.ndarray:
+        if morph.noise_statistics is None:
+            return mixed
+        return np.stack(
+            [
+                adain(mixed[k], *keyframe_noises[list(f.noise_pair)], f.noise_weight)
+                for k, f in enumerate(frames)
+            ]
+        )
+
+    def compute(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frames = [plan[i] for i in indices]
+        frame_encodings, frame_noises = interpolation.materialize_path(
+            frames, encodings, noises, noise_method=noise_method
+        )
+        if morph.text_interpolation == "attention":
+            # The endpoints and α, for the UNet that interpolates attention outputs.
+            frame_encodings = models.pack_contexts(
+                encodings[[f.prompt_pair[0] for f in frames]],
+                encodings[[f.prompt_pair[1] for f in frames]],
+                np.array([f.prompt_weight for f in frames]),
+            )
+        return frame_encodings, mixed_noise(frames, noises, frame_noises)
+
+    def step_noise(indices: np.ndarray, call: int) -> np.ndarray:
+        # The keyframes' per-step noises, mixed exactly like their starting noises.
+        frames = [plan[i] for i in indices]
+        keyframe_noise = derived_noise(noises, call)
+        mixed = interpolation.materialize_path(
+            frames, encodings, keyframe_noise, noise_method=noise_method
+        )[1]
+        return mixed_noise(frames, keyframe_noise, mixed)
+
+    step_encodings = None
+    if morph.text_interpolation == "switch":
+
+        def step_encodings(indices: np.ndarray, call: int, num_calls: int) -> np.ndarray:
+            # Each frame's endpoints, mixed by its weight at this call of the steps.
+            frames = [plan[i] for i in indices]
+            alpha = np.array([f.prompt_weight for f in frames])
+            weights = switch_weights(alpha, num_calls, morph.switch_width)[:, call]
+            first = encodings[[f.prompt_pair[0] for f in frames]]
+            second = encodings[[f.prompt_pair[1] for f in frames]]
+            weights = weights[:, None, None].astype(first.dtype)
+            return (1 - weights) * first + weights * second  # Exact at weights 0 and 1.
+
+    # Position along the walk: segment index plus the moving weight, normalised.
+    progress = np.array([f.segment + max(f.prompt_weight, f.noise_weight) for f in plan])
+    if plan[-1].prompt_weight < 1 and plan[-1].noise_weight < 1:
+        total = progress[-1] + 1.0  # A closed path ends one step before its start.
+    else:
+        total = max(progress[-1], 1e-12)
+    return Walk(
+        len(plan),
+        compute,
+        progress / total,
+        step_noise,
+        morph.guidance_along(plan),
+        morph.text_interpolation,
+        step_encodings,
+    )
