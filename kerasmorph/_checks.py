@@ -99,6 +99,14 @@ def check_unit_interval(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    """Returns `value`, or raises unless it is one of `choices` (listed in the message)."""
+    if value not in choices:
+        valid = ", ".join(repr(choice) for choice in choices)
+        raise InputError(f"`{name}` must be one of {valid}. Received: {name}={value!r}")
+    return value
+
+
 def nearest_valid_sizes(size: int, multiple: int) -> tuple[int, ...]:
     """Returns the valid sizes (multiples of `multiple`, >= it) around `size`."""
     below = (size // multiple) * multiple

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from kerasmorph import interpolation, models
+from kerasmorph._checks import check_choice, check_unit_interval
 from kerasmorph.constants import TEXT_INTERPOLATIONS
 from kerasmorph.explorer.walk import Walk, derived_noise
 from kerasmorph.interpolation import PathFrame
@@ -106,12 +107,7 @@ class MorphOptions:
     switch_width: float = DEFAULT_SWITCH_WIDTH
 
     def __post_init__(self) -> None:
-        if self.text_interpolation not in TEXT_INTERPOLATIONS:
-            valid = ", ".join(repr(name) for name in TEXT_INTERPOLATIONS)
-            raise ValueError(
-                f"`text_interpolation` must be one of {valid}. "
-                f"Received: text_interpolation={self.text_interpolation!r}"
-            )
+        check_choice("text_interpolation", self.text_interpolation, TEXT_INTERPOLATIONS)
         if self.noise_statistics is not None and self.noise_statistics not in NOISE_STATISTICS:
             raise ValueError(
                 "`noise_statistics` must be None or 'adain'. "
@@ -128,11 +124,7 @@ class MorphOptions:
                 f"Received: middle_guidance_scale={scale!r}"
             )
 
-        width = self.switch_width
-        if isinstance(width, bool) or not isinstance(width, numbers.Real) or not 0 <= width <= 1:
-            raise ValueError(
-                f"`switch_width` must be a number in [0, 1]. Received: switch_width={width!r}"
-            )
+        width = check_unit_interval("switch_width", self.switch_width)
         if width != DEFAULT_SWITCH_WIDTH and self.text_interpolation != "switch":
             raise ValueError(
                 "`switch_width` shapes text_interpolation='switch' only. Received: "

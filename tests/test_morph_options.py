@@ -161,7 +161,7 @@ def test_switch_weights_go_from_the_first_prompt_to_the_second():
         assert np.all(np.diff(weights, axis=1) >= 0)  # The second prompt comes later.
     hard = switch_weights(np.array([0.25]), 8, 0.0)[0]
     assert hard.tolist() == [0, 0, 0, 0, 0, 0, 1, 1]
-    with pytest.raises(ValueError, match=r"`switch_width` must be a number in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"`switch_width` must be in \[0, 1\]"):
         MorphOptions("switch", switch_width=1.5)
     with pytest.raises(ValueError, match="shapes text_interpolation='switch' only"):
         MorphOptions("attention", switch_width=0.1)

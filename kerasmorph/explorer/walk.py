@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from kerasmorph._checks import check_choice
 from kerasmorph.constants import TEXT_INTERPOLATIONS
 
 FrameInputs = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -91,12 +92,7 @@ class Walk:
     step_encodings: Callable[[np.ndarray, int, int], np.ndarray] | None = None
 
     def __post_init__(self) -> None:
-        if self.text_interpolation not in TEXT_INTERPOLATIONS:
-            valid = ", ".join(repr(name) for name in TEXT_INTERPOLATIONS)
-            raise ValueError(
-                f"`text_interpolation` must be one of {valid}. "
-                f"Received: text_interpolation={self.text_interpolation!r}"
-            )
+        check_choice("text_interpolation", self.text_interpolation, TEXT_INTERPOLATIONS)
 
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """`indices` as a 1-D int64 array, each a frame of this walk."""
