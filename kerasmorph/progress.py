@@ -64,6 +64,8 @@ class ProgressBar:
             `"frame"`, `"step"`).
         to_stderr: print on stderr (default: stdout stays for what a command
             reports); False prints where Keras does, on stdout.
+        stateful_metrics: names of `advance` values shown as given, not
+            averaged (e.g. a loss the caller smooths itself).
 
     Attributes:
         count: the units done so far.
@@ -76,6 +78,7 @@ class ProgressBar:
         verbose: bool = True,
         unit_name: str = "step",
         to_stderr: bool = True,
+        stateful_metrics: tuple[str, ...] = (),
     ):
         self.total = total
         self.count = 0
@@ -87,7 +90,9 @@ class ProgressBar:
         if verbose and (total is None or total > 0):
             progbar_class = keras_module().utils.Progbar
             with self._redirect():
-                self._progbar = progbar_class(total, unit_name=unit_name)
+                self._progbar = progbar_class(
+                    total, unit_name=unit_name, stateful_metrics=list(stateful_metrics)
+                )
 
     def _redirect(self) -> contextlib.AbstractContextManager:
         if self._stream is None:
@@ -99,12 +104,17 @@ class ProgressBar:
         """Whether the bar is shown (verbose, and something to count)."""
         return self._progbar is not None
 
-    def advance(self, count: int = 1) -> None:
-        """Counts `count` more units done (0 shows the bar as it stands)."""
+    def advance(self, count: int = 1, values: list[tuple[str, float]] | None = None) -> None:
+        """Counts `count` more units done (0 shows the bar as it stands).
+
+        `values`, e.g. `[("loss", 0.12)]`, are shown next to the bar: as given
+        for the `stateful_metrics`, else averaged over the updates (Keras' bar
+        then shows the last value on its final line).
+        """
         self.count += count
         if self._progbar is not None and not self._finished:
             with self._redirect():
-                self._progbar.update(self.count)
+                self._progbar.update(self.count, values=values)
             self._finished = self.total is not None and self.count >= self.total
 
     def __call__(self) -> None:

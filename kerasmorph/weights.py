@@ -365,6 +365,37 @@ def is_converted_dir(path: str | os.PathLike) -> bool:
     return candidate.is_dir() and (candidate / MANIFEST_NAME).is_file()
 
 
+def save_torch_file(path: str | os.PathLike, content: Mapping[str, Any]) -> Path:
+    """Writes a mapping as a PyTorch file (`torch.save`), atomically; arrays become tensors.
+
+    Nested mappings are converted too (A1111 embeddings nest `string_to_param`).
+
+    Raises:
+        ImportError: naming the `pip install` to run when torch is missing.
+    """
+    try:
+        import torch
+    except ImportError as error:
+        from kerasmorph.installs import missing_dependency
+
+        raise missing_dependency(f"Writing {path}", ["torch"], "torch") from error
+    import numpy as np
+
+    from kerasmorph.atomic import atomic_path
+
+    def convert(value):
+        if isinstance(value, np.ndarray):
+            return torch.from_numpy(np.array(value))
+        if isinstance(value, Mapping):
+            return {key: convert(item) for key, item in value.items()}
+        return value
+
+    path = Path(path)
+    with atomic_path(path, mode=0o644) as temporary:
+        torch.save(convert(content), str(temporary))
+    return path
+
+
 def load_torch_file(path: str | os.PathLike) -> Mapping[str, Any]:
     """Reads a pickled PyTorch file (`.ckpt`, `.pt`, `.pth`, `.bin`) safely.
 

@@ -248,13 +248,52 @@ class Explorer:
         """
         from kerasmorph.models import textual_inversion
 
-        loaded = textual_inversion.load_textual_inversion(path, token)
+        return self._add_textual_inversions(textual_inversion.load_textual_inversion(path, token))
+
+    def add_token_vectors(self, token: str, vectors: np.ndarray) -> list[str]:
+        """Adds a new token with the given input vectors (what a file would hold).
+
+        Args:
+            token: the prompt token, without spaces; lowercased.
+            vectors: float (n, D) or (D,): the token takes n prompt positions
+                (`token`, `token_1`, ...).
+
+        Returns:
+            The tokens added.
+        """
+        from kerasmorph.models import textual_inversion
+
+        vectors = np.asarray(vectors, dtype=np.float32)
+        embedding = textual_inversion.TextualInversion(
+            textual_inversion.check_token(token), vectors.reshape(-1, vectors.shape[-1])
+        )
+        return self._add_textual_inversions([embedding])
+
+    def set_token_vectors(self, token: str, vectors: np.ndarray) -> None:
+        """Overwrites the input vectors of a token added before (training updates them).
+
+        Every other row of the token embedding, and every other weight, is kept;
+        the cached encodings are dropped.
+
+        Args:
+            token: a token added by `add_text_embeddings` or `add_token_vectors`.
+            vectors: float (n, D), n the token's number of vectors.
+        """
+        from kerasmorph.models import textual_inversion
+
+        ids = textual_inversion.added_token_ids(self.tokenizer, token)
+        textual_inversion.set_token_vectors(self.text_encoder, ids, vectors)
+        self._store.invalidate("text_encoder")
+
+    def _add_textual_inversions(self, embeddings) -> list[str]:
+        from kerasmorph.models import textual_inversion
+
         tokenizer, text_encoder = textual_inversion.add_textual_inversion(
-            self.tokenizer, self.text_encoder, loaded
+            self.tokenizer, self.text_encoder, embeddings
         )
         self._store.set_tokenizer(tokenizer)
         self._store.set("text_encoder", text_encoder)
-        return [embedding.token for embedding in loaded]
+        return [embedding.token for embedding in embeddings]
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:

@@ -128,3 +128,35 @@ def _rewire_inputs(model, input_shape: Callable[[Any], tuple]):
         return keras.Model(inputs, outputs, name=model.name)
     inputs = [new_input(tensor) for tensor in model.inputs]
     return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)
+
+
+# Stable Diffusion's latent scale: KerasCV's image encoder ends in
+# `Lambda(lambda x: x[..., :4] * 0.18215)`.
+LATENT_SCALE = 0.18215
+
+
+def posterior_encoder(image_encoder):
+    """The image encoder up to its posterior's moments, or None when it has none.
+
+    KerasCV's (and the `tiny`) image encoder computes 8 channels — the mean
+    and log-variance of the VAE posterior — and keeps the mean times 0.18215
+    in a last `Lambda`. Training samples the posterior instead
+    (`mean + exp(logvar / 2)·ε`, as keras.io's textual-inversion example
+    does), so it needs the 8 channels. The `shapes` encoder is a fixed
+    pixel-to-latent map with no posterior: None.
+
+    Args:
+        image_encoder: a built image encoder (N, H, W, 3) -> (N, H/8, W/8, 4).
+
+    Returns:
+        A model (N, H, W, 3) -> (N, H/8, W/8, 8) sharing the encoder's layers,
+        or None.
+    """
+    keras = keras_module()
+    layers = image_encoder.layers
+    if len(layers) < 2 or not isinstance(layers[-1], keras.layers.Lambda):
+        return None
+    moments = layers[-2].output
+    if moments.shape[-1] != 2 * LATENT_CHANNELS:
+        return None
+    return keras.Model(image_encoder.inputs, moments, name=f"{image_encoder.name}_posterior")

@@ -7,7 +7,14 @@ encoder's token embedding to hold them (`grow_text_encoder`). An n-vector
 embedding occupies n prompt positions: the token is written once and expands
 to `token, token_1, ..., token_{n-1}` (diffusers' convention,
 `ExpandingTokenizer`). `encode_token_embeddings` runs the text encoder from
-input token embeddings instead of ids (`kerasmorph.embeddings.token_walk`).
+input token embeddings instead of ids (`kerasmorph.embeddings.token_walk`);
+`split_text_encoder` gives the two halves (the token lookup, and the rest
+from token embeddings to the encoding) as tensor functions, for training new
+vectors (`kerasmorph.training`).
+
+Two token lookups are understood: KerasCV's `CLIPEmbedding` (`sd1`, `sd2`,
+converted folders, `tiny`) and the `shapes` model's `VocabularyEmbedding` (a
+small table of rows for its 30 words, one shared row for every other id).
 
 `load_textual_inversion` reads the two common file formats:
 
@@ -31,9 +38,10 @@ from typing import Any
 
 import numpy as np
 
+from kerasmorph.atomic import atomic_path
 from kerasmorph.backend import keras_module
 from kerasmorph.errors import FileFormatError
-from kerasmorph.weights import load_torch_file
+from kerasmorph.weights import load_torch_file, save_torch_file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +79,107 @@ def _chain(text_encoder):
     return layers[0], layers[1:]
 
 
+def _is_vocabulary_embedding(layer) -> bool:
+    """Whether `layer` is the `shapes` model's `VocabularyEmbedding` (duck-typed)."""
+    return all(
+        hasattr(layer, name) for name in ("clip_ids", "row_of_id", "vocab_size", "embedding")
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEncoderParts:
+    """A KerasCV-style text encoder split at its token lookup.
+
+    `encode(lookup(tokens), positions)` is what the text encoder computes;
+    training new token vectors swaps rows of `lookup`'s output for trainable
+    ones in between (`kerasmorph.training`).
+
+    Attributes:
+        lookup: the token lookup layer: int32 ids (N, L) -> (N, L, D) in its
+            compute dtype (KerasCV's `token_embedding`, or the `shapes`
+            `VocabularyEmbedding`).
+        position_embedding: the layer giving (N, L, D) from int32 positions (N, L).
+        layers: every layer after the embedding (encoder layers, final LayerNorm).
+        vocab_size: how many token ids the lookup knows.
+        width: D.
+        kind: `"clip"` (`CLIPEmbedding`) or `"vocabulary"` (`shapes`).
+    """
+
+    lookup: Any
+    position_embedding: Any
+    layers: tuple
+    vocab_size: int
+    width: int
+    kind: str
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the token embeddings are added to the position embeddings in."""
+        return self.position_embedding.compute_dtype
+
+    def encode(self, token_embeddings, positions):
+        """Position embeddings added, then every later layer: tensors (N, L, D) -> (N, L, D).
+
+        Differentiable (plain layer calls), so usable under a `tf.GradientTape`.
+        """
+        import tensorflow as tf
+
+        x = tf.cast(token_embeddings, self.compute_dtype)
+        x = x + self.position_embedding(positions)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def split_text_encoder(text_encoder) -> TextEncoderParts:
+    """Splits a text encoder into its token lookup and the rest (see `TextEncoderParts`).
+
+    Args:
+        text_encoder: a KerasCV-style text encoder ((tokens, positions) -> (N, L, D)):
+            KerasCV's `TextEncoder`/`TextEncoderV2`, the `tiny` or the `shapes` one.
+
+    Returns:
+        A `TextEncoderParts`.
+
+    Raises:
+        ValueError: for another architecture.
+    """
+    keras = keras_module()
+    layers = [
+        layer for layer in text_encoder.layers if not isinstance(layer, keras.layers.InputLayer)
+    ]
+    first = layers[0] if layers else None
+    if _is_vocabulary_embedding(first) and isinstance(layers[1], keras.layers.Embedding):
+        return TextEncoderParts(
+            lookup=first,
+            position_embedding=layers[1],
+            layers=tuple(layers[2:]),
+            vocab_size=int(first.vocab_size),
+            width=int(first.output_dim),
+            kind="vocabulary",
+        )
+    embedding, rest = _chain(text_encoder)
+    vocab_size, width = (int(n) for n in embedding.token_embedding.embeddings.shape)
+    return TextEncoderParts(
+        lookup=embedding.token_embedding,
+        position_embedding=embedding.position_embedding,
+        layers=tuple(rest),
+        vocab_size=vocab_size,
+        width=width,
+        kind="clip",
+    )
+
+
 def token_embedding_matrix(text_encoder) -> np.ndarray:
-    """The text encoder's input token embedding, float32 (vocab_size, D)."""
-    embedding, _ = _chain(text_encoder)
-    return np.asarray(embedding.token_embedding.embeddings.numpy(), dtype=np.float32)
+    """The text encoder's input token embedding, float32 (vocab_size, D): row i is id i's.
+
+    For the `shapes` model every id outside its 30 words gets the one shared row.
+    """
+    parts = split_text_encoder(text_encoder)
+    if parts.kind == "vocabulary":
+        rows = np.asarray(parts.lookup.embedding.embeddings.numpy(), dtype=np.float32)
+        return rows[parts.lookup.row_of_id]
+    return np.asarray(parts.lookup.embeddings.numpy(), dtype=np.float32)
 
 
 def grow_text_encoder(text_encoder, vectors: np.ndarray):
@@ -83,7 +188,8 @@ def grow_text_encoder(text_encoder, vectors: np.ndarray):
     As the keras.io textual-inversion example does, the token embedding is
     rebuilt larger (old rows, then the new ones) and every other weight is
     kept: here the encoder layers are reused as they are, which works for
-    `TextEncoder`, `TextEncoderV2` and the `tiny` preset's encoder alike.
+    `TextEncoder`, `TextEncoderV2`, the `tiny` preset's encoder and the
+    `shapes` encoder (whose new ids get rows of their own) alike.
 
     Args:
         text_encoder: a built KerasCV-style text encoder
@@ -102,9 +208,8 @@ def grow_text_encoder(text_encoder, vectors: np.ndarray):
 
     CLIPEmbedding = stable_diffusion_name("text_encoder", "CLIPEmbedding")
 
-    embedding, rest = _chain(text_encoder)
-    old = embedding.token_embedding.embeddings
-    vocab_size, width = (int(n) for n in old.shape)
+    parts = split_text_encoder(text_encoder)
+    vocab_size, width = parts.vocab_size, parts.width
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[1] != width:
         family = {768: " (an SD 1.x embedding?)", 1024: " (an SD 2.x embedding?)"}.get(
@@ -114,9 +219,13 @@ def grow_text_encoder(text_encoder, vectors: np.ndarray):
             f"The embedding's vectors are {vectors.shape[-1]} wide{family}, but this "
             f"text encoder's tokens are {width} wide. Received: vectors.shape={vectors.shape}"
         )
-    max_length = int(embedding.position_embedding.embeddings.shape[0])
+    max_length = int(parts.position_embedding.embeddings.shape[0])
     tokens = keras.layers.Input((max_length,), dtype="int32", name="tokens")
     positions = keras.layers.Input((max_length,), dtype="int32", name="positions")
+    if parts.kind == "vocabulary":
+        return _grow_vocabulary_encoder(text_encoder, parts, vectors, tokens, positions)
+    embedding, rest = _chain(text_encoder)
+    old = embedding.token_embedding.embeddings
     grown = CLIPEmbedding(
         vocab_size + len(vectors), width, max_length, dtype=embedding.dtype_policy
     )
@@ -128,6 +237,88 @@ def grow_text_encoder(text_encoder, vectors: np.ndarray):
     grown.token_embedding.embeddings.assign(matrix.astype(grown.token_embedding.embeddings.dtype))
     grown.position_embedding.embeddings.assign(embedding.position_embedding.embeddings.numpy())
     return model
+
+
+def _grow_vocabulary_encoder(text_encoder, parts: TextEncoderParts, vectors, tokens, positions):
+    """`grow_text_encoder` for the `shapes` encoder: the new ids get rows of their own.
+
+    The rows are the old word rows, then `vectors`, then the shared
+    out-of-vocabulary row, which stays last; the position embedding and the
+    encoder layers are reused as they are.
+    """
+    keras = keras_module()
+    old = parts.lookup
+    first_id = parts.vocab_size
+    config = {key: value for key, value in old.get_config().items() if key != "name"}
+    config["clip_ids"] = list(old.clip_ids) + list(range(first_id, first_id + len(vectors)))
+    config["vocab_size"] = first_id + len(vectors)
+    grown = type(old).from_config(config)
+    x = grown(tokens) + parts.position_embedding(positions)
+    for layer in parts.layers:
+        x = layer(x)
+    model = keras.Model([tokens, positions], x, name=text_encoder.name)
+    rows = np.asarray(old.embedding.embeddings.numpy(), dtype=np.float32)
+    matrix = np.concatenate([rows[:-1], vectors, rows[-1:]])
+    grown.embedding.embeddings.assign(matrix.astype(grown.embedding.embeddings.dtype))
+    return model
+
+
+def token_rows(text_encoder, token_ids: Sequence[int]) -> np.ndarray:
+    """Where token ids' vectors are stored: int (n,) rows of the lookup's table.
+
+    The id itself for KerasCV's `CLIPEmbedding`; the `shapes` lookup maps ids
+    to rows of its small table.
+    """
+    parts = split_text_encoder(text_encoder)
+    ids = np.asarray(token_ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= parts.vocab_size):
+        raise ValueError(
+            f"Token ids must be in [0, {parts.vocab_size}). Received: token_ids={ids.tolist()}"
+        )
+    return parts.lookup.row_of_id[ids] if parts.kind == "vocabulary" else ids
+
+
+def set_token_vectors(text_encoder, token_ids: Sequence[int], vectors: np.ndarray) -> None:
+    """Overwrites the input vectors of `token_ids` in place; every other row is kept.
+
+    Args:
+        text_encoder: a KerasCV-style text encoder.
+        token_ids: n ids, each with a row of its own (ids added by
+            `add_textual_inversion`; not the `shapes` model's shared
+            out-of-vocabulary row).
+        vectors: float (n, D).
+    """
+    parts = split_text_encoder(text_encoder)
+    rows = token_rows(text_encoder, token_ids)
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.shape != (len(rows), parts.width):
+        raise ValueError(
+            f"Expected vectors of shape ({len(rows)}, {parts.width}). "
+            f"Received: vectors.shape={vectors.shape}"
+        )
+    table = parts.lookup.embedding if parts.kind == "vocabulary" else parts.lookup
+    variable = table.embeddings
+    matrix = np.array(variable.numpy())
+    matrix[rows] = vectors.astype(matrix.dtype)
+    variable.assign(matrix)
+
+
+def added_token_ids(tokenizer, token: str) -> list[int]:
+    """The n ids an added token expands to (`token`, `token_1`, ...).
+
+    Raises:
+        ValueError: when `token` was not added by textual inversion.
+    """
+    token = check_token(token)
+    base = getattr(tokenizer, "tokenizer", tokenizer)
+    expansions = getattr(tokenizer, "expansions", {})
+    token_id = base.encoder.get(token)
+    if token_id is None or token_id not in expansions:
+        raise ValueError(
+            f"{token!r} is not a token added by textual inversion; add it first "
+            f"(Explorer.add_token_vectors or add_text_embeddings). Received: token={token!r}"
+        )
+    return list(expansions[token_id])
 
 
 class ExpandingTokenizer:
@@ -221,21 +412,19 @@ def encode_token_embeddings(text_encoder, token_embeddings: np.ndarray) -> np.nd
     """
     import tensorflow as tf
 
-    embedding, rest = _chain(text_encoder)
+    parts = split_text_encoder(text_encoder)
     token_embeddings = np.asarray(token_embeddings, dtype=np.float32)
     length = token_embeddings.shape[1]
     positions = np.arange(length, dtype=np.int32)[None]
-    x = tf.cast(tf.constant(token_embeddings), embedding.compute_dtype)
-    x = x + embedding.position_embedding(tf.constant(positions))
-    for layer in rest:
-        x = layer(x)
+    x = parts.encode(tf.constant(token_embeddings), tf.constant(positions))
     return tf.cast(x, tf.float32).numpy()
 
 
 # ------------------------------------------------------------- reading files
 
 
-def _check_token(token: str) -> str:
+def check_token(token: str) -> str:
+    """The token lowercased, or a ValueError when it is empty or has spaces."""
     if not isinstance(token, str) or not token.strip() or any(c.isspace() for c in token):
         raise ValueError(
             f"A token must be a non-empty string without spaces. Received: token={token!r}"
@@ -324,11 +513,11 @@ def load_textual_inversion(
                 f"Received: keys {sorted(params)}"
             )
         vectors = _as_vectors(next(iter(params.values())), "string_to_param", path)
-        return [TextualInversion(_check_token(token or path.stem), vectors)]
+        return [TextualInversion(check_token(token or path.stem), vectors)]
     if "emb_params" in content:  # A1111 .safetensors
         return [
             TextualInversion(
-                _check_token(token or path.stem),
+                check_token(token or path.stem),
                 _as_vectors(content["emb_params"], "emb_params", path),
             )
         ]
@@ -346,6 +535,65 @@ def load_textual_inversion(
             f"Received: token={token!r}"
         )
     return [
-        TextualInversion(_check_token(token or key), _as_vectors(value, key, path))
+        TextualInversion(check_token(token or key), _as_vectors(value, key, path))
         for key, value in entries.items()
     ]
+
+
+# ------------------------------------------------------------- writing files
+
+# What `save_textual_inversion` writes, by suffix.
+SAVE_FORMATS = {
+    ".safetensors": "diffusers learned_embeds.safetensors: {token: float32 (n, D)}",
+    ".bin": "diffusers learned_embeds.bin (torch): {token: float32 (n, D)}",
+    ".pt": "A1111 embedding (torch): string_to_param {'*': (n, D)}, name, step",
+}
+
+
+def save_textual_inversion(
+    path: str | os.PathLike, embedding: TextualInversion, *, step: int | None = None
+) -> Path:
+    """Writes one learned token atomically, in the format its suffix names.
+
+    `.safetensors` and `.bin` are diffusers' `learned_embeds` layout
+    (`{token: (n, D)}`, what `textual_inversion.py` writes); `.pt` is
+    AUTOMATIC1111's (`string_to_param`, `string_to_token`, `name`, `step`),
+    whose trigger word is the file name. Both load back with
+    `load_textual_inversion` (`Explorer.add_text_embeddings`, `--embedding`).
+
+    Args:
+        path: the file to write (`.safetensors`, `.bin` or `.pt`).
+        embedding: the token and its float32 (n, D) vectors.
+        step: the training step, recorded in A1111 files.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: for another suffix.
+        ImportError: for `.bin`/`.pt` when torch is not installed.
+    """
+    path = Path(path).expanduser()
+    if path.suffix not in SAVE_FORMATS:
+        accepted = "; ".join(f"{suffix} ({what})" for suffix, what in SAVE_FORMATS.items())
+        raise ValueError(f"Unknown embedding format. Accepted: {accepted}. Received: {path.name!r}")
+    vectors = np.ascontiguousarray(embedding.vectors, dtype=np.float32)
+    if path.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        with atomic_path(path, mode=0o644) as temporary:
+            save_file({embedding.token: vectors}, str(temporary), metadata={"format": "pt"})
+        return path
+    if path.suffix == ".bin":
+        content: dict[str, Any] = {embedding.token: vectors}
+    else:
+        content = {
+            # A1111's own files hold the id of "*" (265) here; it is never read back.
+            "string_to_token": {"*": 265},
+            "string_to_param": {"*": vectors},
+            "name": embedding.token,
+            "step": step,
+            "sd_checkpoint": None,
+            "sd_checkpoint_name": None,
+        }
+    return save_torch_file(path, content)

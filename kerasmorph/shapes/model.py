@@ -132,25 +132,33 @@ def _layer_classes():
 
         The ids in `clip_ids` get rows 0..V−1; every other id shares row V
         (out of vocabulary). The id -> row map is a constant int32 gather
-        table of 49408 entries, not a weight, so only (V + 1) × D values ship.
+        table of `vocab_size` entries (49408, CLIP's vocabulary, unless
+        textual inversion added tokens), not a weight, so only (V + 1) × D
+        values ship.
 
         Input: int (N, L). Output: (N, L, output_dim).
         """
 
-        def __init__(self, clip_ids, output_dim, **kwargs):
+        def __init__(self, clip_ids, output_dim, vocab_size=VOCAB_SIZE, **kwargs):
             super().__init__(**kwargs)
             self.clip_ids = [int(i) for i in clip_ids]
             self.output_dim = int(output_dim)
-            table = np.full(VOCAB_SIZE, len(self.clip_ids), dtype=np.int32)
+            self.vocab_size = int(vocab_size)
+            table = np.full(self.vocab_size, len(self.clip_ids), dtype=np.int32)
             table[self.clip_ids] = np.arange(len(self.clip_ids), dtype=np.int32)
             self._row_of_id = table
             self.embedding = keras.layers.Embedding(len(self.clip_ids) + 1, self.output_dim)
+
+        @property
+        def row_of_id(self) -> np.ndarray:
+            """int32 (vocab_size,): the embedding row of each token id (a copy)."""
+            return self._row_of_id.copy()
 
         def build(self, input_shape):
             self.embedding.build(input_shape)
 
         def call(self, tokens):
-            tokens = ops.clip(ops.cast(tokens, "int32"), 0, VOCAB_SIZE - 1)
+            tokens = ops.clip(ops.cast(tokens, "int32"), 0, self.vocab_size - 1)
             rows = ops.take(ops.convert_to_tensor(self._row_of_id), tokens, axis=0)
             return self.embedding(rows)
 
@@ -159,6 +167,7 @@ def _layer_classes():
                 **super().get_config(),
                 "clip_ids": self.clip_ids,
                 "output_dim": self.output_dim,
+                "vocab_size": self.vocab_size,
             }
 
     class PixelToLatent(keras.layers.Layer):
