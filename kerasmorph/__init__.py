@@ -102,6 +102,7 @@ _SUBMODULES = (
     "schedules",
     "shapes",
     "sweeps",
+    "training",
     "walks",
     "weights",
 )

@@ -363,6 +363,11 @@ def _recipes(files, out):
         "similarity": [
             ["similarity", files["ckpt_a"], files["ckpt_b"], "--csv", str(out / "s.csv")]
         ],
+        "train-embedding": [
+            ["train-embedding", files["a"], files["b"], "--token", "<r>", "--init-word", "cat"]
+            + ["--out", str(out / "r.safetensors"), "--accumulation", "1", "--preview-every", "1"]
+            + ["--preview-prompt", "a <r>", "--checkpoint-dir", str(out / "r"), *TINY],
+        ],
     }
 
 

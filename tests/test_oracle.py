@@ -189,3 +189,36 @@ def test_sd1_full_size_schedulers_equal_diffusers(sd1_random, monkeypatch):
         )
         errors[name] = relative_error(ours, reference)
     assert max(errors.values()) < 1e-4, errors
+
+
+@pytest.mark.slow
+def test_sd1_full_size_textual_inversion_step(sd1_random, tmp_path):
+    """One training step on the full sd1 architecture: 768-d vector, posterior sampled."""
+    from keras_cv.src.models.stable_diffusion.image_encoder import ImageEncoder
+
+    from kerasmorph import training
+    from kerasmorph.models import textual_inversion
+
+    explorer = kerasmorph.Explorer(
+        sd1_random,
+        jit_compile=False,
+        verbose=False,
+        components={"image_encoder": ImageEncoder(download_weights=False)},
+    )
+    unet_before = [w.numpy() for w in explorer.diffusion_model.weights[:8]]
+    matrix = textual_inversion.token_embedding_matrix(explorer.text_encoder)
+    image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    result = training.train_embedding(
+        explorer, [image], "<sd1-concept>", initializer_token="cat", num_steps=1,
+        gradient_accumulation=1, learning_rate=1e-2, out=tmp_path / "e.pt",
+    )  # fmt: skip
+    assert result.embedding.vectors.shape == (1, 768)
+    assert result.record["posterior_sampled"] is True
+    assert np.isfinite(result.losses).all()
+    assert not np.array_equal(result.embedding.vectors, result.initial_vectors)
+    grown = textual_inversion.token_embedding_matrix(explorer.text_encoder)
+    np.testing.assert_array_equal(grown[:-1], matrix)
+    for old, new in zip(unet_before, explorer.diffusion_model.weights[:8]):
+        np.testing.assert_array_equal(old, new.numpy())
+    (loaded,) = textual_inversion.load_textual_inversion(tmp_path / "e.pt")
+    np.testing.assert_array_equal(loaded.vectors, result.embedding.vectors)

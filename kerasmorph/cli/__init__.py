@@ -20,6 +20,7 @@ bug its traceback.
 | `checkpoints` | convert, merge, similarity |
 | `export` | export (a render directory into a GIF or MP4) |
 | `evaluate` | evaluate (how smooth morphs are: `kerasmorph.metrics`) |
+| `training` | train-embedding (textual inversion: `kerasmorph.training`) |
 
 Only the handlers import TensorFlow, KerasCV and the model modules, so
 `kerasmorph --help` starts fast.
@@ -45,6 +46,7 @@ from kerasmorph.cli import (
     images,
     info,
     render,
+    training,
     walks,
 )
 from kerasmorph.cli.arguments import HelpFormatter, SharedArguments
@@ -56,7 +58,7 @@ __all__ = ["CommandError", "ModelSettings", "Session", "build_parser", "main"]
 # Per output, the licence notices shown for it (`kerasmorph.licences.for_output`).
 LICENCE_RECORD_NAME = "licence-notices.json"
 # In the order `kerasmorph --help` lists their commands.
-COMMANDS = (info, generate, walks, images, render, export, evaluate, bench, checkpoints)
+COMMANDS = (info, generate, walks, images, render, export, evaluate, training, bench, checkpoints)
 
 
 class _OneLineParser(argparse.ArgumentParser):

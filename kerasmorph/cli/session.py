@@ -105,6 +105,17 @@ class Session:
             long_prompts=bool(getattr(args, "long_prompts", False)),
         )
 
+    def own_explorer_for(self, args: argparse.Namespace) -> Explorer:
+        """A new Explorer for `args`, not kept: for a command that changes its model
+        (`train-embedding` adds a token), so later commands of the session never see it."""
+        settings = ModelSettings.from_args(args)
+        settings = dataclasses.replace(
+            settings, model=resolve_model_name(settings.model, settings.weights_dir)
+        )
+        explorer = _build_explorer(settings)
+        explorer.verbose = not args.quiet
+        return explorer
+
 
 def _build_explorer(settings: ModelSettings) -> Explorer:
     from kerasmorph.models.textual_inversion import load_textual_inversion

@@ -228,6 +228,60 @@ def generate_batch(
     return images, captions, samples
 
 
+def concept_batch(
+    rng: np.random.Generator,
+    num: int,
+    *,
+    colour: str,
+    shape: str,
+    size: tuple[float, float] = (MIN_SIZE, MAX_SIZE),
+    center: tuple[float, float] = (0.0, 1.0),
+    image_size: int = IMAGE_SIZE,
+) -> np.ndarray:
+    """Images of one concept (e.g. a large green circle in the top left), for textual inversion.
+
+    Args:
+        rng: the numpy generator.
+        num: number of images.
+        colour: a key of `COLOURS`.
+        shape: one of `SHAPES`.
+        size: (smallest, largest) width as a fraction of the image, within [0.3, 0.7].
+        center: (lowest, highest) x and y of the centre, fractions of the image;
+            clamped so that the shape stays inside it.
+        image_size: image side in pixels.
+
+    Returns:
+        uint8 (num, image_size, image_size, 3).
+
+    Example:
+
+    ```python
+    # Green circles 60-70% wide, centred in the top-left 35% of the image.
+    images = kerasmorph.shapes.data.concept_batch(
+        np.random.default_rng(0), 12, colour="green", shape="circle",
+        size=(0.6, 0.7), center=(0.0, 0.35))
+    ```
+    """
+    if colour not in COLOURS or shape not in SHAPES:
+        raise ValueError(
+            f"Expected a colour in {list(COLOURS)} and a shape in {list(SHAPES)}. "
+            f"Received: colour={colour!r}, shape={shape!r}"
+        )
+    if not MIN_SIZE <= size[0] <= size[1] <= MAX_SIZE:
+        raise ValueError(
+            f"`size` must be (low, high) within [{MIN_SIZE}, {MAX_SIZE}]. Received: size={size}"
+        )
+    images = []
+    for _ in range(num):
+        width = float(rng.uniform(*size))
+        margin = width / 2 + 2 / image_size
+        low = min(max(center[0], margin), 1 - margin)
+        high = max(min(center[1], 1 - margin), low)
+        centre = tuple(float(v) for v in rng.uniform(low, high, size=2))
+        images.append(render(Sample(colour, shape, width, centre), image_size))
+    return np.stack(images)
+
+
 # ----------------------------------------------------------------- measurements
 
 
