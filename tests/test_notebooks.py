@@ -25,19 +25,31 @@ import tempfile
 import pytest
 
 NOTEBOOKS = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ("latent_walks.ipynb", "image_to_image.ipynb")
+NAMES = ("latent_walks.ipynb", "image_to_image.ipynb", "textual_inversion.ipynb")
 MAX_BYTES = 2_500_000  # per committed notebook (latent_walks: 1.9 MB, its GIFs 1.5 MB of it)
 
 # What the tests run instead of the committed settings (a few minutes at most on 2 CPU cores).
 QUICK = {
     "latent_walks.ipynb": "NUM_STEPS, NUM_FRAMES, NUM_LOOP_FRAMES, GRID_SIDE = 4, 12, 8, 3",
     "image_to_image.ipynb": 'NUM_STEPS, SWEEP = 8, "0.1:0.3:0.1"',
+    "textual_inversion.ipynb": (
+        "NUM_STEPS, NUM_IMAGES, NUM_DENOISING_STEPS, NUM_WALK_FRAMES = 40, 8, 8, 4"
+    ),
 }
 GIFS = ["delta-walk.gif", "noise-loop.gif", "prompt-walk.gif"]
 # Pictures each notebook shows: latent_walks has 3 grids and a PNG strip per GIF (GitHub shows
-# PNGs; the GIFs play in Jupyter and Colab), image_to_image 5 grids.
-NUM_PNGS = {"latent_walks.ipynb": 3 + len(GIFS), "image_to_image.ipynb": 5}
-NUM_GIFS = {"latent_walks.ipynb": len(GIFS), "image_to_image.ipynb": 0}
+# PNGs; the GIFs play in Jupyter and Colab), image_to_image 5 grids, textual_inversion 4 grids
+# (concept, before, after, token walk) and the loss curve.
+NUM_PNGS = {
+    "latent_walks.ipynb": 3 + len(GIFS),
+    "image_to_image.ipynb": 5,
+    "textual_inversion.ipynb": 5,
+}
+NUM_GIFS = {
+    "latent_walks.ipynb": len(GIFS),
+    "image_to_image.ipynb": 0,
+    "textual_inversion.ipynb": 0,
+}
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # Keras' Progbar colours
 
@@ -193,6 +205,15 @@ def test_image_to_image_notebook(tmp_path):
     notebook = execute("image_to_image.ipynb", tmp_path, quick=True)
     assert not errors(notebook)
     assert count(notebook, "image/png") == NUM_PNGS["image_to_image.ipynb"]
+
+
+def test_textual_inversion_notebook(tmp_path):
+    notebook = execute("textual_inversion.ipynb", tmp_path, quick=True)
+    assert not errors(notebook)
+    assert count(notebook, "image/png") == NUM_PNGS["textual_inversion.ipynb"]
+    assert "the reloaded token draws the same images: True" in text(notebook)
+    assert (tmp_path / "tl-circle.safetensors").is_file()
+    assert (tmp_path / "tl-circle.json").is_file()
 
 
 # ------------------------------------------------ refreshing the committed copies
