@@ -163,6 +163,17 @@ def test_sd2_text_width_is_read_from_the_model(tmp_path):
     np.testing.assert_allclose(
         encoding, np.asarray(model.encode_text(PROMPT)), rtol=1e-5, atol=1e-5
     )
+    # Textual inversion's surgery on TextEncoderV2 (1024-d): a new token's vector reaches
+    # the encoder, and training's split computes the same encoding.
+    from kerasmorph.models import textual_inversion
+
+    vector = np.random.default_rng(0).standard_normal((1, 1024)).astype(np.float32)
+    assert explorer.add_token_vectors("<sd2-token>", vector) == ["<sd2-token>"]
+    tokens = np.asarray(explorer.tokenize("a <sd2-token>"))
+    lookup = textual_inversion.token_embedding_matrix(explorer.text_encoder)[tokens]
+    np.testing.assert_array_equal(lookup[2], vector[0])
+    direct = textual_inversion.encode_token_embeddings(explorer.text_encoder, lookup[None])
+    np.testing.assert_allclose(explorer.encode_text("a <sd2-token>"), direct, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -267,3 +267,43 @@ def test_shapes_learns_a_large_green_circle_in_the_top_left():
     assert before["colour"] <= 0.5 and before["shape"] <= 0.5, before
     assert after["colour"] >= 0.9 and after["shape"] >= 0.9, after
     assert after["y"] < before["y"] - 0.1, (before, after)  # Higher up, as the concept.
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_the_loss_is_the_mse_on_the_models_target(prediction_type):
+    """One micro-batch's loss recomputed by hand from the public components."""
+    from kerasmorph.sampler import timestep_embeddings
+    from kerasmorph.schedulers.ddim import kerascv_alphas_cumprod
+
+    explorer = _tiny()
+    explorer.prediction_type = prediction_type
+    vectors = np.random.default_rng(0).standard_normal((1, 64)).astype(np.float32)
+    explorer.add_token_vectors(TOKEN, vectors)
+    first_id = ti.added_token_ids(explorer.tokenizer, TOKEN)[0]
+    import keras
+
+    variable = keras.Variable(vectors)
+    function = steps_lib.LossAndGradient(explorer, first_id, variable)
+    rng = np.random.default_rng(1)
+    tokens = np.asarray([explorer.tokenize(f"a photo of a {TOKEN}")] * 2, dtype=np.int32)
+    pixels = (_concept_images(2).astype(np.float32) / 127.5 - 1).astype(np.float32)
+    posterior_noise = np.zeros((2, 16, 16, 4), np.float32)  # The posterior's mean.
+    timesteps = np.asarray([100, 700], np.int32)
+    noise = rng.standard_normal((2, 16, 16, 4)).astype(np.float32)
+    loss, gradient = function(tokens, pixels, posterior_noise, timesteps, noise)
+
+    latents = np.asarray(explorer.image_encoder(pixels))
+    alpha = kerascv_alphas_cumprod().astype(np.float32)[timesteps][:, None, None, None]
+    noisy = np.sqrt(alpha) * latents + np.sqrt(1 - alpha) * noise
+    target = noise if prediction_type == "epsilon" else (
+        np.sqrt(alpha) * noise - np.sqrt(1 - alpha) * latents
+    )  # fmt: skip
+    context = explorer.text_encoder(
+        {"tokens": tokens, "positions": np.tile(np.arange(77, dtype=np.int32), (2, 1))}
+    )
+    inputs = {"latent": noisy, "timestep_embedding": timestep_embeddings(timesteps)}
+    inputs = {key: keras.ops.convert_to_tensor(value) for key, value in inputs.items()}
+    prediction = explorer.diffusion_model({**inputs, "context": context})
+    expected = np.mean((np.asarray(prediction, np.float32) - target) ** 2)
+    assert loss == pytest.approx(float(expected), rel=1e-4)
+    assert np.abs(np.asarray(gradient)).max() > 0
