@@ -103,3 +103,28 @@ def test_an_empty_folder_and_an_unreadable_image_are_named(tmp_path, capsys):
     assert main(["train-embedding", str(broken), *argv, *TINY]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "broken.png" in error[0], error
+
+
+def test_ctrl_c_names_the_checkpoint_kept(folder, tmp_path, capsys, monkeypatch):
+    from kerasmorph.training import steps
+
+    call, calls = steps.LossAndGradient.__call__, []
+
+    def interrupted_on_the_third(self, *arrays):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return call(self, *arrays)
+
+    monkeypatch.setattr(steps.LossAndGradient, "__call__", interrupted_on_the_third)
+    out = tmp_path / "e.safetensors"
+    argv = ["train-embedding", str(folder), "--token", "<c>", "--init-word", "cat", "--steps", "4"]
+    argv += ["--accumulation", "1", "--checkpoint-every", "2", "--out", str(out), *TINY]
+    assert main(argv) == 130
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == (
+        "kerasmorph train-embedding: interrupted; the checkpoint of step 2 is kept in "
+        f"{tmp_path / 'e-checkpoints'}, rerun to resume"
+    )
+    assert main(argv) == 0  # Resumes from step 2.
+    assert json.loads(out.with_suffix(".json").read_text())["resumed_from"] == 2

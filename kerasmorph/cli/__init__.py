@@ -202,7 +202,11 @@ def _file_being_read(error: BaseException) -> str | None:
 
 
 def interrupted_message(args: argparse.Namespace) -> str:
-    """What `main` says on Ctrl-C: the frames a render directory keeps, or just "interrupted"."""
+    """What `main` says on Ctrl-C: the frames a render directory keeps, what a command's own
+    `interrupted` default says it keeps (e.g. a training checkpoint), or just "interrupted"."""
+    own = getattr(args, "interrupted", None)
+    if own is not None:
+        return own(args)
     directory = _render_directory(args)
     if directory is None:
         return "interrupted"

@@ -109,7 +109,29 @@ def register(subparsers, shared) -> None:
         help="textual inversion: learn a new token from a few images",
         parents=[own, shared.fit, shared.model, shared.quiet],
     )
-    parser.set_defaults(run=run_train_embedding)
+    parser.set_defaults(run=run_train_embedding, interrupted=interrupted_message)
+
+
+def _checkpoint_dir(args: argparse.Namespace) -> Path:
+    if args.checkpoint_dir:
+        return Path(args.checkpoint_dir).expanduser()
+    out = Path(args.out).expanduser()
+    return out.with_name(f"{out.stem}-checkpoints")
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """What Ctrl-C says: the step whose checkpoint is kept, and how to resume."""
+    import numpy as np
+
+    from kerasmorph.training.checkpoints import STATE_FILE
+
+    state = _checkpoint_dir(args) / STATE_FILE
+    try:
+        with np.load(state) as saved:
+            step = int(saved["step"])
+    except (OSError, ValueError, KeyError):
+        return "interrupted before the first checkpoint (--checkpoint-every); nothing kept"
+    return f"interrupted; the checkpoint of step {step} is kept in {state.parent}, rerun to resume"
 
 
 def run_train_embedding(args: argparse.Namespace, session: Session) -> int:
