@@ -46,6 +46,7 @@ from kerasmorph.installs import missing_dependency
 
 __all__ = [
     "iter_frames",
+    "save_grey16",
     "pillow_format",
     "rubber_band",
     "rubber_band_order",
@@ -330,6 +331,25 @@ def save_frame(path: str | os.PathLike[str], frame: np.ndarray) -> Path:
         )
     _check_frame(frame, 0, None)
     _write_image(path, frame, image_format)
+    return path
+
+
+def save_grey16(path: str | os.PathLike[str], image: np.ndarray) -> Path:
+    """Writes a uint16 (height, width) grey image as a 16-bit PNG, atomically (e.g. a depth map).
+
+    Raises:
+        ValueError: for another suffix than `.png`, or another array.
+    """
+    path = Path(path)
+    image = np.asarray(image)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"A 16-bit grey image is written as .png. Received: {path.name!r}")
+    if image.ndim != 2 or image.dtype != np.uint16:
+        raise ValueError(
+            f"Expected a uint16 (height, width) image. Received: {image.shape}, {image.dtype}"
+        )
+    with atomic_path(path, mode=0o644) as temporary:
+        Image.fromarray(image).save(temporary, format="PNG")
     return path
 
 

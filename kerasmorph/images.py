@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from kerasmorph.errors import ResourceLimitError
+from kerasmorph.errors import InputError, ResourceLimitError
 
 Fit = Literal["resize", "center-crop", "pad"]
 FITS: tuple[str, ...] = ("resize", "center-crop", "pad")
@@ -90,8 +91,11 @@ def _to_pil(source: Any, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image
     return Image.fromarray(array)
 
 
-def _open(path: str | os.PathLike, name: str, max_pixels: int) -> Image.Image:
-    """Reads an image file: size checked from the header, then decoded and made 8-bit."""
+def _open(
+    path: str | os.PathLike, name: str, max_pixels: int, *, eight_bit: bool = True
+) -> Image.Image:
+    """Reads an image file: size checked from the header, then decoded and made 8-bit
+    (unless `eight_bit=False`: a 16-bit depth map keeps its levels)."""
     try:
         with warnings.catch_warnings():
             # The size is checked below, against `max_pixels`, before decoding.
@@ -100,7 +104,8 @@ def _open(path: str | os.PathLike, name: str, max_pixels: int) -> Image.Image:
         with image:
             check_pixel_count(image.size, path, name, max_pixels)
             image.load()
-            return _to_8bit(ImageOps.exif_transpose(image), name)
+            image = ImageOps.exif_transpose(image)
+            return _to_8bit(image, name) if eight_bit else image.copy()
     except FileNotFoundError:
         raise FileNotFoundError(f"No such {name} file. Received: {name}={str(path)!r}") from None
     except Image.DecompressionBombError as error:
@@ -342,3 +347,117 @@ def feathered_composite(
     weight = (np.asarray(soft, dtype=np.float32) / 255.0)[..., None]
     blended = weight * generated.astype(np.float32) + (1 - weight) * original.astype(np.float32)
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
+
+
+def depth_to_latent(depth: np.ndarray, latent_size: tuple[int, int]) -> np.ndarray:
+    """A depth map at the latent size, normalised as Stable Diffusion 2 depth models expect.
+
+    Bicubic resize to (h, w), then per image `2·(d − min)/(max − min) − 1`
+    (diffusers' `StableDiffusionDepth2ImgPipeline.prepare_depth_map`), so the
+    nearest point is 1 and the farthest −1 (MiDaS' relative inverse depth:
+    larger is nearer).
+
+    Args:
+        depth: float (H, W) or (N, H, W), larger values nearer.
+        latent_size: (h, w), the image size / 8.
+
+    Returns:
+        float32 (N, h, w, 1) in [−1, 1].
+
+    Raises:
+        InputError: for a constant map (max == min: no depth to follow) or a
+            non-finite value.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim == 2:
+        depth = depth[None]
+    if depth.ndim != 3:
+        raise InputError(
+            f"A depth map must be (H, W) or (N, H, W). Received: depth.shape={depth.shape}"
+        )
+    if not np.isfinite(depth).all():
+        raise InputError("The depth map has NaN or infinite values; expected finite depths.")
+    height, width = _check_size(latent_size)
+    maps = []
+    for index, one in enumerate(depth):
+        low, high = float(one.min()), float(one.max())
+        if high == low:
+            raise InputError(
+                f"Depth map {index} is constant ({low:g} everywhere): there is no layout to "
+                "follow. Pass a map whose values vary (larger is nearer)."
+            )
+        resized = np.asarray(
+            Image.fromarray(one, mode="F").resize((width, height), Image.Resampling.BICUBIC),
+            dtype=np.float32,
+        )
+        # Normalised with the full map's range: bicubic overshoot stays slightly beyond ±1,
+        # as diffusers' resize-then-normalise would not; clip it.
+        maps.append(np.clip(2 * (resized - low) / (high - low) - 1, -1, 1))
+    return np.stack(maps)[..., None].astype(np.float32)
+
+
+DEPTH_SUFFIXES = (".png", ".tif", ".tiff", ".npy")
+
+
+def load_depth_map(depth: Any, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Reads a depth map (larger is nearer) as float32 (H, W).
+
+    Args:
+        depth: an array (H, W) or (H, W, 1); a PIL image; a file: an 8- or
+            16-bit greyscale PNG/TIFF, or `.npy`. An RGB(A) image or array is
+            converted to grey with a warning (a depth map has one channel).
+        size: the model's (height, width): a map of another aspect ratio is
+            warned about (it is resized to the latent size, so it stretches).
+
+    Returns:
+        float32 (H, W), the values as stored (not normalised).
+
+    Raises:
+        FileNotFoundError: for a missing file.
+        InputError: for another suffix or a shape that is not a map.
+    """
+    name = "the depth map"
+    if isinstance(depth, (str, os.PathLike)):
+        path = Path(depth).expanduser()
+        name = str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"No depth map at {path}. Received: depth={str(depth)!r}")
+        if path.suffix.lower() not in DEPTH_SUFFIXES:
+            raise InputError(
+                f"A depth map file must be {', '.join(DEPTH_SUFFIXES)}. Received: {path.name!r}"
+            )
+        if path.suffix.lower() == ".npy":
+            depth = np.load(path, allow_pickle=False)
+        else:
+            depth = _open(path, "depth map", MAX_IMAGE_PIXELS, eight_bit=False)
+    if isinstance(depth, Image.Image):
+        if depth.mode in ("I;16", "I;16B", "I;16L", "I", "F", "L"):
+            depth = np.asarray(depth.convert("F") if depth.mode != "F" else depth)
+        else:
+            warnings.warn(
+                f"{name} is {depth.mode}, not greyscale; its grey level is used as the depth.",
+                stacklevel=2,
+            )
+            depth = np.asarray(depth.convert("L"))
+    array = np.asarray(depth)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] in (3, 4):
+        warnings.warn(
+            f"{name} has {array.shape[-1]} channels, not one; their mean is used as the depth.",
+            stacklevel=2,
+        )
+        array = array[..., :3].astype(np.float32).mean(-1)
+    if array.ndim != 2 or min(array.shape) < 1:
+        raise InputError(
+            f"A depth map must be (H, W) or (H, W, 1). Received: {name} of shape {array.shape}"
+        )
+    if size is not None:
+        height, width = size
+        if abs(array.shape[0] / array.shape[1] - height / width) > 0.01:
+            warnings.warn(
+                f"{name} is {array.shape[1]}×{array.shape[0]}, another aspect ratio than the "
+                f"model's {width}×{height}; it is stretched to fit.",
+                stacklevel=2,
+            )
+    return array.astype(np.float32)

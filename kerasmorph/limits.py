@@ -113,6 +113,7 @@ class ModelCost:
 MODEL_COSTS: dict[str, ModelCost] = {
     "sd1": ModelCost(8, 8 * 2 * 2, 2 * 128 * 4, 768, 512),
     "sd2": ModelCost(8, 5 * 2 * 2, 2 * 128 * 4, 1024, 512),
+    "sd2-depth": ModelCost(8, 5 * 2 * 2, 2 * 128 * 4, 1024, 512),  # sd2's layers.
     "tiny": ModelCost(8, 1 * 1 * 4, 2 * 32 * 4, 64, 128),
     "shapes": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
 }

@@ -12,6 +12,12 @@ by `Preset.architecture`).
   seeded random weights.
 - `shapes`: 30-word vocabulary, 2 layers (128), UNet of 3 levels (32–128 channels);
   trained, shipped in `kerasmorph/data/shapes`.
+- `shapes-depth`: `shapes` fine-tuned with the scene's depth map as a 5th UNet
+  input channel (SD 2 depth's design); shipped in `kerasmorph/data/shapes-depth`.
+- `sd2-depth`: Stability's stable-diffusion-2-depth in `sd2`'s architecture, the
+  UNet's `latent` input of 5 channels (the latent and a depth map); its weights
+  come only from a folder written by `kerasmorph convert` (KerasCV never
+  shipped any: nothing is downloaded).
 """
 
 from __future__ import annotations
@@ -83,12 +89,29 @@ _SD2_FILES = {
     ),
 }
 
+# No origin: no download exists; `kerasmorph convert` writes them from Stability's
+# stable-diffusion-2-depth (a diffusers folder or its 512-depth-ema single file).
+_SD2_DEPTH_FILES = {
+    component: WeightFile(component, filename, sha256="", origin="")
+    for component, filename in (
+        ("text_encoder", "text_encoder_v2_depth.h5"),
+        ("diffusion_model", "diffusion_model_v2_depth.h5"),
+        ("decoder", "decoder_v2_depth.h5"),
+        ("image_encoder", "vae_encoder_v2_depth.h5"),
+    )
+}
+
 _SD1_LICENCE = (
     "Stable Diffusion v1.4 weights: CreativeML Open RAIL-M licence, "
     "https://raw.githubusercontent.com/CompVis/stable-diffusion/main/LICENSE"
 )
 _SD2_LICENCE = (
     "Stable Diffusion v2.1 weights: CreativeML Open RAIL++-M licence, "
+    "https://github.com/Stability-AI/stablediffusion/blob/main/LICENSE-MODEL"
+)
+
+_SD2_DEPTH_LICENCE = (
+    "Stable Diffusion 2 depth weights: CreativeML Open RAIL++-M licence, "
     "https://github.com/Stability-AI/stablediffusion/blob/main/LICENSE-MODEL"
 )
 
@@ -103,12 +126,15 @@ class Preset:
         default_size: default image height and width in pixels.
         size_multiple: image sizes must be multiples of this (VAE factor 8 x
             the UNet's 3 halvings = 64 for every preset).
-        weight_files: component -> `WeightFile`; empty for random presets.
+        weight_files: component -> `WeightFile`; empty for random presets. A
+            file without an origin (`sd2-depth`) is never downloaded: only a
+            folder (a converted one, `weights_dir`) supplies it.
         licence: the weights' licence notice ("" when none applies).
         architecture: the builder `kerasmorph.models.build_component` uses
-            (`kerasmorph.models.BUILDERS`): `"sd1"`, `"sd2"`, `"tiny"` or
-            `"shapes"`. Weights that ship inside kerasmorph (`shapes`) are
-            found by `kerasmorph.models.bundled_weights_dir(preset)`.
+            (`kerasmorph.models.BUILDERS`): `"sd1"`, `"sd2"`, `"sd2-depth"`,
+            `"tiny"`, `"shapes"` or `"shapes-depth"`. Weights that ship inside
+            kerasmorph (`shapes`) are found by
+            `kerasmorph.models.bundled_weights_dir(preset)`.
         kerascv_class: name of the matching `keras_cv.models` class, if any.
     """
 
@@ -163,6 +189,30 @@ PRESETS: dict[str, Preset] = {
         weight_files={},
         licence="",
         architecture="shapes",
+    ),
+    "shapes-depth": Preset(
+        name="shapes-depth",
+        description=(
+            "the shapes toy fine-tuned on depth maps (a 5-channel UNet, as SD 2 depth): "
+            "depth2img offline"
+        ),
+        default_size=128,
+        size_multiple=64,
+        weight_files={},
+        licence="",
+        architecture="shapes-depth",
+    ),
+    "sd2-depth": Preset(
+        name="sd2-depth",
+        description=(
+            "Stable Diffusion 2 depth (stable-diffusion-2-depth: a 5-channel UNet, latent + "
+            "depth map), 1024-d text; weights from `kerasmorph convert` only"
+        ),
+        default_size=512,
+        size_multiple=64,
+        weight_files=_SD2_DEPTH_FILES,
+        licence=_SD2_DEPTH_LICENCE,
+        architecture="sd2-depth",
     ),
 }
 

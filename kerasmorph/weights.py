@@ -15,7 +15,9 @@ through `keras.utils.get_file` from KerasCV's origin with KerasCV's sha256 —
 exactly what KerasCV itself would do. A `weights_dir` written by `kerasmorph
 convert` (it holds a `kerasmorph.json`) is the only place searched: a file it
 lacks is an error naming the file (`IncompleteConversionError`), never a stock
-file from the cache or a download mixed into the converted model. A file found on disk is never
+file from the cache or a download mixed into the converted model. A file
+without an origin (`sd2-depth`'s: KerasCV never published depth weights) is
+never downloaded: missing, it is an error naming it. A file found on disk is never
 re-downloaded, even when its hash differs (a fine-tune or a converted
 checkpoint legitimately has another hash).
 
@@ -49,9 +51,10 @@ HASH_CACHE_NAME = "sha256.json"
 OFFLINE_ENV = "KERASMORPH_OFFLINE"
 # The file `kerasmorph.checkpoints.convert` writes into a converted folder.
 MANIFEST_NAME = "kerasmorph.json"
-# The presets a converted checkpoint (and its manifest) may name.
-Family = Literal["sd1", "sd2"]
-FAMILIES: tuple[Family, ...] = ("sd1", "sd2")
+# The presets a converted checkpoint (and its manifest) may name: `sd2-depth` is
+# SD 2.x whose UNet takes 5 input channels (stable-diffusion-2-depth).
+Family = Literal["sd1", "sd2", "sd2-depth"]
+FAMILIES: tuple[Family, ...] = ("sd1", "sd2", "sd2-depth")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,14 +64,21 @@ class WeightFile:
     Args:
         component: the KerasCV component it belongs to, e.g. `"text_encoder"`.
         filename: the file's name in KerasCV's cache, e.g. `"kcv_encoder.h5"`.
-        sha256: the hash KerasCV checks after downloading.
-        origin: the URL KerasCV downloads it from.
+        sha256: the hash KerasCV checks after downloading ("" when none).
+        origin: the URL KerasCV downloads it from; "" for a file no one
+            publishes (`sd2-depth`'s: `kerasmorph convert` writes them),
+            which is never downloaded.
     """
 
     component: str
     filename: str
     sha256: str
     origin: str
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether the file has an origin to download it from."""
+        return bool(self.origin)
 
 
 class MissingWeightsError(KerasmorphError, FileNotFoundError):
@@ -92,10 +102,16 @@ class MissingWeightsError(KerasmorphError, FileNotFoundError):
             "Put each file below in one of the searched directories:",
         ]
         for file in self.missing:
-            lines.append(
-                f"  - {file.filename} ({file.component}): "
-                f"sha256 {file.sha256}\n      from {file.origin}"
-            )
+            if file.downloadable:
+                lines.append(
+                    f"  - {file.filename} ({file.component}): "
+                    f"sha256 {file.sha256}\n      from {file.origin}"
+                )
+            else:
+                lines.append(
+                    f"  - {file.filename} ({file.component}): no download exists; "
+                    "`kerasmorph convert CHECKPOINT --out DIR` writes it"
+                )
         lines.append("Searched, in order:")
         lines.extend(f"  - {directory}" for directory in self.searched)
         lines.append(
@@ -230,7 +246,9 @@ def resolve_weights(
     Raises:
         MissingWeightsError: listing every missing file, its sha256 and the
             searched directories, when a file is missing and may not be
-            downloaded. Raised before anything is downloaded or built.
+            downloaded, or has no origin (`WeightFile.downloadable`: e.g.
+            `sd2-depth`'s, which only `kerasmorph convert` writes). Raised
+            before anything is downloaded or built.
         IncompleteConversionError: (a `MissingWeightsError`) when
             `weights_dir` is a converted folder that lacks a file: nothing
             is downloaded into a converted model, whatever `download` says.
@@ -241,7 +259,13 @@ def resolve_weights(
         return {name: path for name, path in found.items() if path is not None}
     if weights_dir is not None and is_converted_dir(weights_dir):
         raise IncompleteConversionError(weights_dir, missing)
-    if download is False:
+    undownloadable = [file.filename for file in missing if not file.downloadable]
+    if undownloadable:
+        reason = (
+            f"no download exists for {', '.join(undownloadable)}: convert a checkpoint "
+            "with `kerasmorph convert` and pass its folder"
+        )
+    elif download is False:
         reason = "downloading is disabled"
     elif download is None and is_offline():
         reason = "offline, and nothing may be downloaded"
@@ -333,7 +357,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         directory: a folder written by `kerasmorph convert`.
 
     Returns:
-        A dict with at least `"preset"` (`"sd1"`/`"sd2"`) and `"files"`.
+        A dict with at least `"preset"` (one of `FAMILIES`: `"sd1"`, `"sd2"`,
+        `"sd2-depth"`) and `"files"`.
 
     Raises:
         FileNotFoundError: when `directory` has no manifest.
@@ -354,7 +379,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     manifest = json.loads(path.read_text())
     if manifest.get("preset") not in FAMILIES:
         raise ValueError(
-            f"{path} names no known preset (sd1, sd2). Received: preset={manifest.get('preset')!r}"
+            f"{path} names no known preset ({', '.join(FAMILIES)}). "
+            f"Received: preset={manifest.get('preset')!r}"
         )
     return manifest
 

@@ -13,6 +13,7 @@ from safetensors.numpy import save_file
 from kerasmorph import checkpoints, models, presets
 
 _CROSS_KEY = checkpoints.CHECKPOINT_KEY_NAMES["compvis"]["cross_attention"]
+_UNET_INPUT_KEY = checkpoints.CHECKPOINT_KEY_NAMES["compvis"]["unet_input"]
 
 
 def _randomize(model, seed):
@@ -165,6 +166,44 @@ def test_detect_family_rejects_sdxl_and_unknown(tmp_path):
             checkpoints.detect_family(source)
 
 
+def _unet_keys(tmp_path, width, channels):
+    """A UNet's two telling tensors, as a CompVis single file and as a diffusers folder."""
+    single = tmp_path / "unet.safetensors"
+    cross = np.zeros((320, width), np.float32)
+    conv_in = np.zeros((320, channels, 3, 3), np.float32)
+    save_file({_CROSS_KEY: cross, _UNET_INPUT_KEY: conv_in}, str(single))
+    names = checkpoints.CHECKPOINT_KEY_NAMES["diffusers"]
+    folder = tmp_path / "folder"
+    (folder / "unet").mkdir(parents=True)
+    save_file(
+        {
+            names["cross_attention"].removeprefix("unet/"): cross,
+            names["unet_input"].removeprefix("unet/"): conv_in,
+        },
+        str(folder / "unet" / "diffusion_pytorch_model.safetensors"),
+    )
+    return single, folder
+
+
+@pytest.mark.parametrize(
+    "width, channels, family", [(1024, 5, "sd2-depth"), (1024, 4, "sd2"), (768, 4, "sd1")]
+)
+def test_detect_family_from_unet_input_channels(tmp_path, width, channels, family):
+    for checkpoint in _unet_keys(tmp_path, width, channels):
+        with checkpoints.open_checkpoint(checkpoint) as source:
+            assert checkpoints.detect_family(source) == family
+
+
+@pytest.mark.parametrize(
+    "width, channels, match", [(1024, 9, "9 input channels.*inpainting"), (768, 5, "SD 2.x")]
+)
+def test_detect_family_rejects_other_unet_inputs(tmp_path, width, channels, match):
+    for checkpoint in _unet_keys(tmp_path, width, channels):
+        with checkpoints.open_checkpoint(checkpoint) as source:
+            with pytest.raises(checkpoints.CheckpointError, match=match):
+                checkpoints.detect_family(source)
+
+
 def test_unknown_suffix_and_missing_path(tmp_path):
     odd = tmp_path / "model.onnx"
     odd.write_bytes(b"x")
@@ -275,3 +314,23 @@ def test_explorer_opens_a_converted_folder_by_its_manifest(tmp_path):
     (tmp_path / checkpoints.MANIFEST_NAME).write_text('{"preset": "sd9"}')
     with pytest.raises(ValueError, match="sd9"):
         kerasmorph.Explorer(str(tmp_path))
+
+
+def test_explorer_opens_a_converted_depth_folder_as_sd2_depth(tmp_path):
+    import kerasmorph
+    from kerasmorph import weights
+
+    files = presets.PRESETS["sd2-depth"].weight_files
+    for name in ("text_encoder", "diffusion_model", "decoder"):
+        (tmp_path / files[name].filename).write_bytes(b"")
+    manifest = {"format": 1, "preset": "sd2-depth", "files": {}}
+    (tmp_path / checkpoints.MANIFEST_NAME).write_text(json.dumps(manifest))
+    explorer = kerasmorph.Explorer(str(tmp_path), verbose=False)
+    assert explorer.preset.name == "sd2-depth"
+    assert explorer.describe()["weights"]["diffusion_model"] == str(
+        tmp_path / "diffusion_model_v2_depth.h5"
+    )
+    # A converted folder lacking a file names it; nothing else is looked for.
+    (tmp_path / "decoder_v2_depth.h5").unlink()
+    with pytest.raises(weights.IncompleteConversionError, match="decoder_v2_depth.h5"):
+        kerasmorph.Explorer(str(tmp_path), verbose=False)

@@ -6,7 +6,9 @@ weights (no download), saved as a diffusers folder and as a CompVis single
 file, converted with kerasmorph, and run on the same inputs as the KerasCV
 components. The single file is checked independently: diffusers' own CompVis
 converters (`diffusers.loaders.single_file_utils`) must turn it back into the
-original state dicts.
+original state dicts. stable-diffusion-2-depth's UNet (SD 2.1's with
+`in_channels=5`) is checked the same way, alone (`depth_bundle`: a UNet-only
+folder and file, converted into the `sd2-depth` preset; ~4 minutes, ~8 GB).
 
 KerasCV's architecture differs from the reference in three places; each test
 also compares against a reference patched to KerasCV's choice, which isolates
@@ -436,3 +438,159 @@ def test_converted_folder_loads_through_the_explorer(bundle, tmp_path):
     )
     output = _run(bundle, "diffusion_model")
     assert relative_error(output, bundle.outputs["diffusion_model"]) < TOLERANCE
+
+
+# ------------------------------------------------------- stable-diffusion-2-depth
+
+
+@pytest.fixture(scope="module")
+def depth_bundle(tmp_path_factory):
+    """stable-diffusion-2-depth's UNet (random): outputs, UNet-only folder and file, Keras UNet.
+
+    SD 2.1's UNet with `in_channels=5` (the latent and a depth map), as Stability's
+    `unet/config.json`. The CompVis file is written from the folder's tensors by
+    kerasmorph's names (`weight_plan`, as `_compvis_file`), one at a time.
+    """
+    root = tmp_path_factory.mktemp("reference_sd2_depth")
+    folder = root / "diffusers"
+    rng = np.random.default_rng(5)
+    inputs = {
+        "latent": rng.standard_normal((1, SIZE // 8, SIZE // 8, 4)).astype(np.float32),
+        # Normalised as `images.depth_to_latent` makes it.
+        "depth": rng.uniform(-1, 1, (1, SIZE // 8, SIZE // 8, 1)).astype(np.float32),
+        "context": rng.standard_normal((1, 77, 1024)).astype(np.float32),
+        "timestep": 500,
+    }
+    torch.manual_seed(0)
+    config = {**UNET_CONFIG, "in_channels": 5}
+    unet = _perturb(diffusers.UNet2DConditionModel(**config, **UNET_FAMILY["sd2"]), 4)
+    assert tuple(unet.conv_in.weight.shape) == (320, 5, 3, 3)
+    unet.save_pretrained(folder / "unet")
+    sample = torch.from_numpy(
+        np.concatenate([inputs["latent"], inputs["depth"]], axis=-1).transpose(0, 3, 1, 2)
+    )
+    context = torch.from_numpy(inputs["context"])
+    outputs = {}
+    with torch.no_grad():
+        outputs["reference"] = _nhwc(unet(sample, inputs["timestep"], context).sample)
+        _tanh_geglu(unet)
+        _group_norm_eps(unet, 1e-5)
+        outputs["as_kerascv"] = _nhwc(unet(sample, inputs["timestep"], context).sample)
+    del unet, sample
+    _release_memory()
+
+    keras_unet = models.build_component(presets.PRESETS["sd2-depth"], "diffusion_model", SIZE, SIZE)
+    single_file = root / "sd2-depth.safetensors"
+    with checkpoints.open_checkpoint(folder) as source:
+        tensors = [
+            (ref.compvis[0], lambda key=ref.diffusers[0]: source.get_native(key))
+            for _, ref in checkpoints.weight_plan(keras_unet, "diffusion_model")
+        ]
+        # What real files carry and a converter must skip: EMA entries.
+        tensors += [
+            ("model_ema.decay", lambda: np.array(0.9999, np.float32)),
+            ("model_ema.diffusion_modelinput_blocks00weight", lambda: np.zeros((1,), np.float32)),
+        ]
+        checkpoints.save_safetensors_stream(single_file, ((k, get()) for k, get in tensors))
+    bundle = types.SimpleNamespace(
+        folder=folder, single_file=single_file, inputs=inputs, outputs=outputs, unet=keras_unet
+    )
+    del keras_unet  # The bundle's is the only reference: a test frees it.
+    yield bundle
+    shutil.rmtree(root, ignore_errors=True)
+    from kerasmorph.backend import keras_module
+
+    keras_module().backend.clear_session()
+    _release_memory()
+
+
+def _release_memory():
+    """Collects, then hands freed memory back to the OS (glibc keeps it otherwise)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+
+
+def _run_depth_unet(unet, inputs):
+    """A wrapped depth UNet (4-channel latent, the depth map stored) on the bundle's inputs."""
+    models.depth.set_depth_map(unet, inputs["depth"])
+    embedding = timestep_embeddings(np.array([inputs["timestep"]]))
+    return unet.predict_on_batch(
+        {"latent": inputs["latent"], "timestep_embedding": embedding, "context": inputs["context"]}
+    )
+
+
+def test_depth_unet_is_detected_and_matches_reference(depth_bundle):
+    from safetensors import safe_open
+
+    unet = depth_bundle.unet
+    assert checkpoints.model_family(unet, "diffusion_model") == "sd2-depth"
+    with safe_open(str(depth_bundle.single_file), framework="numpy") as handle:
+        conv_in = handle.get_tensor(checkpoints.UNET_PREFIX + "input_blocks.0.0.weight")
+    assert conv_in.shape == (320, 5, 3, 3)
+    for checkpoint in (depth_bundle.single_file, depth_bundle.folder):
+        with checkpoints.open_checkpoint(checkpoint) as source:
+            assert checkpoints.detect_family(source) == "sd2-depth"
+            checkpoints.load_component(unet, "diffusion_model", source)
+        # The first conv's kernel: OIHW -> HWIO, 5 input channels.
+        plan = checkpoints.weight_plan(unet, "diffusion_model")
+        kernel = next(v for v, ref in plan if ref.name == "unet/conv_in.weight").numpy()
+        np.testing.assert_array_equal(kernel, conv_in.transpose(2, 3, 1, 0))
+        output = _run_depth_unet(unet, depth_bundle.inputs)
+        error = relative_error(output, depth_bundle.outputs["reference"])
+        conversion_error = relative_error(output, depth_bundle.outputs["as_kerascv"])
+        print(
+            f"\nsd2-depth diffusion_model from {checkpoint.name}: relative error {error:.2e} "
+            f"vs the reference, {conversion_error:.2e} vs the reference patched to KerasCV's "
+            "GELU/epsilon"
+        )
+        assert error < TOLERANCE
+        assert conversion_error <= error and conversion_error < 5e-5
+
+
+def test_converted_depth_file_loads_through_the_explorer(depth_bundle, tmp_path):
+    """`convert` records sd2-depth; `Explorer(folder)` builds it and loads the UNet.
+
+    One source only (a UNet build and a 3.5 GB `.h5` each): the single file, whose
+    EMA entries the converter skips. Both sources' tensors are checked above, and
+    `convert` reads them through the same `detect_family`/`load_component`.
+    """
+    import kerasmorph
+
+    depth_bundle.unet = None  # Free it: convert and the Explorer build their own.
+    _release_memory()
+    # The source holds a UNet only: convert that.
+    result = checkpoints.convert(
+        depth_bundle.single_file, tmp_path / "converted", components=("diffusion_model",)
+    )
+    assert result.preset == "sd2-depth"
+    assert checkpoints.read_manifest(result.directory)["preset"] == "sd2-depth"
+    assert result.files["diffusion_model"].name == "diffusion_model_v2_depth.h5"
+    _release_memory()
+    # The Explorer reads the manifest: sd2-depth's architecture. The text encoder and
+    # decoder are looked up at once but built lazily: names suffice for the UNet.
+    directory = result.directory
+    files = presets.PRESETS["sd2-depth"].weight_files
+    for component in ("text_encoder", "decoder"):
+        (directory / files[component].filename).write_bytes(b"")
+    explorer = kerasmorph.Explorer(str(directory), img_height=SIZE, img_width=SIZE, verbose=False)
+    assert explorer.preset.name == "sd2-depth"
+    assert explorer.takes_depth
+    unet = models.depth.inner_unet(explorer.diffusion_model)
+    assert models.depth.latent_input_channels(unet) == 5
+    explorer.set_depth_map(depth_bundle.inputs["depth"][0, ..., 0], normalised=True)
+    embedding = timestep_embeddings(np.array([depth_bundle.inputs["timestep"]]))
+    output = explorer.diffusion_model.predict_on_batch(
+        {
+            "latent": depth_bundle.inputs["latent"],
+            "timestep_embedding": embedding,
+            "context": depth_bundle.inputs["context"],
+        }
+    )
+    error = relative_error(output, depth_bundle.outputs["reference"])
+    print(f"\nsd2-depth through Explorer({directory.name!r}): relative error {error:.2e}")
+    assert error < TOLERANCE

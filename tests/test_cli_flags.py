@@ -368,6 +368,12 @@ def _recipes(files, out):
             + ["--out", str(out / "r.safetensors"), "--accumulation", "1", "--preview-every", "1"]
             + ["--preview-prompt", "a <r>", "--checkpoint-dir", str(out / "r"), *TINY],
         ],
+        # Last: it builds the `shapes-depth` Explorer in place of the file's tiny one.
+        "depth2img": [
+            ["depth2img", files["a"], "a", "--depth", files["mask"], "--out", str(out / "d.png")]
+            + ["--save-depth", str(out / "dm.png"), "--strength", "0.5", "--fit", "pad"]
+            + ["--model", "shapes-depth", "--steps", "1", "--quiet"],
+        ],
     }
 
 

@@ -70,6 +70,24 @@ def test_partially_present_lists_only_missing(tmp_path, no_download):
     assert "downloading is disabled" in str(caught.value)
 
 
+@pytest.mark.parametrize("download", [None, True])
+def test_sd2_depth_files_are_never_downloaded(tmp_path, monkeypatch, no_download, download):
+    monkeypatch.delenv("KERASMORPH_OFFLINE")  # Even online and asked to: no origin exists.
+    monkeypatch.setattr(weights, "is_offline", lambda: False)
+    with pytest.raises(weights.MissingWeightsError) as caught:
+        kerasmorph.Explorer("sd2-depth", weights_dir=tmp_path, download=download)
+    names = [f.filename for f in caught.value.missing]
+    assert names == [
+        "text_encoder_v2_depth.h5",
+        "diffusion_model_v2_depth.h5",
+        "decoder_v2_depth.h5",
+    ]
+    message = str(caught.value)
+    assert "no download exists" in message and "kerasmorph convert" in message
+    assert str(tmp_path) in message
+    assert not any(file.downloadable for file in presets.PRESETS["sd2-depth"].weight_files.values())
+
+
 @pytest.fixture
 def tiny_with_files(monkeypatch):
     """The tiny architecture registered as a preset that loads weight files."""

@@ -1,7 +1,8 @@
 """Converts Stable Diffusion 1.x/2.x checkpoints into KerasCV's components (layer L6).
 
 Reads a CompVis/A1111 single file or a diffusers folder, detects the family
-(sd1: 768-d text context, sd2: 1024-d) from the tensors, and fills KerasCV's
+(sd1: 768-d text context, sd2: 1024-d, sd2-depth: 1024-d and a UNet taking 5
+input channels, stable-diffusion-2-depth) from the tensors, and fills KerasCV's
 `TextEncoder(V2)`, `DiffusionModel(V2)`, `Decoder` and `ImageEncoder`, every
 weight mapped by name and shape-checked. One job per module:
 
@@ -42,6 +43,7 @@ from kerasmorph.checkpoints.detect import (
     DIFFUSERS_SUBFOLDERS,
     SD1_TEXT_PREFIXES,
     SD2_TEXT_PREFIX,
+    UNET_INPUT_CHANNELS,
     UNET_PREFIX,
     VAE_PREFIX,
     detect_family,
@@ -104,6 +106,7 @@ __all__ = [
     "StateDictSource",
     "TensorRef",
     "TensorSource",
+    "UNET_INPUT_CHANNELS",
     "UNET_PREFIX",
     "VAE_PREFIX",
     "assign_state_dict",

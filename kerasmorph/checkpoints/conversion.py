@@ -22,7 +22,7 @@ from kerasmorph.checkpoints.plans import check_component
 from kerasmorph.checkpoints.sources import open_checkpoint
 from kerasmorph.checkpoints.writers import save_legacy_h5
 from kerasmorph.constants import COMPONENTS
-from kerasmorph.models import build_component
+from kerasmorph.models import build_component, depth
 from kerasmorph.presets import get_preset
 from kerasmorph.schedulers.base import check_prediction_type
 from kerasmorph.weights import FAMILIES, MANIFEST_NAME, Family, read_manifest
@@ -33,7 +33,7 @@ class ConversionResult:
     """What `convert` wrote.
 
     Attributes:
-        preset: `"sd1"` or `"sd2"`, the preset that loads the files.
+        preset: `"sd1"`, `"sd2"` or `"sd2-depth"`, the preset that loads the files.
         directory: the output directory.
         files: component -> path of the written `.h5` file.
     """
@@ -78,7 +78,9 @@ def convert(
 
     Each component is built (random), filled from the checkpoint, saved in
     KerasCV's legacy `.h5` layout under the file name its preset looks for
-    (e.g. `kcv_diffusion_model.h5` for sd1, `diffusion_model_v2_1.h5` for sd2),
+    (e.g. `kcv_diffusion_model.h5` for sd1, `diffusion_model_v2_1.h5` for sd2,
+    `diffusion_model_v2_depth.h5` for sd2-depth, whose UNet's first conv takes
+    5 channels: the latent and a depth map),
     and freed before the next is built, so peak memory is about one component
     (the UNet: ~3.4 GB) plus the memory-mapped checkpoint. A `kerasmorph.json`
     records the preset, so `Explorer(out_dir)` works as well as
@@ -88,7 +90,9 @@ def convert(
         checkpoint: a CompVis/A1111 `.safetensors`/`.ckpt` file or a
             diffusers folder.
         out_dir: the directory to write (created if needed).
-        family: force `"sd1"` or `"sd2"`; default: detected from the tensors.
+        family: force `"sd1"`, `"sd2"` or `"sd2-depth"`; default: detected
+            from the tensors (`detect_family`: a 5-channel SD 2.x UNet is
+            `"sd2-depth"`).
         components: which components to convert (default: all four). A
             component whose tensors are absent from a diffusers folder (e.g.
             no `vae/`) raises.
@@ -118,7 +122,8 @@ def convert(
     ```
     """
     if family is not None and family not in FAMILIES:
-        raise ValueError(f"`family` must be 'sd1' or 'sd2'. Received: family={family!r}")
+        valid = ", ".join(repr(name) for name in FAMILIES)
+        raise ValueError(f"`family` must be one of {valid}. Received: family={family!r}")
     if prediction_type is None:
         prediction_type = _recorded_prediction_type(checkpoint)
     prediction_type = check_prediction_type(prediction_type)
@@ -137,7 +142,9 @@ def convert(
             )
         out.mkdir(parents=True, exist_ok=True)
         for component in components:
-            model = build_component(preset, component, 128, 128)
+            # A depth UNet comes wrapped (`depth.with_depth_input`); its file is the
+            # 5-channel UNet's own, which `build_component` loads before wrapping.
+            model = depth.inner_unet(build_component(preset, component, 128, 128))
             load_component(model, component, source, family, verbose=verbose)
             save_legacy_h5(model, files[component])
             del model

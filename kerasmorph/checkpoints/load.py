@@ -22,6 +22,8 @@ from kerasmorph.checkpoints.sources import CheckpointError, TensorSource
 from kerasmorph.progress import ProgressBar
 from kerasmorph.weights import Family
 
+_FAMILY_NAMES = {"sd1": "an SD 1.x", "sd2": "an SD 2.x", "sd2-depth": "an SD 2 depth"}
+
 
 def _to_keras(
     array: np.ndarray, ref: TensorRef, target_shape: tuple[int, ...], rows: tuple[int, int] | None
@@ -89,8 +91,7 @@ def _locate(source: TensorSource, variable, ref: TensorRef, family: Family, comp
             f"Tensor {key!r}{' rows %d:%d' % rows if rows else ''} of "
             f"{source.path} has shape {shape}, but the {family} {component} "
             f"({type(model).__name__}) expects {_expected_source_shape(ref, target)} "
-            "there. Is the file an "
-            f"SD {'1.x' if family == 'sd1' else '2.x'} checkpoint? "
+            f"there. Is the file {_FAMILY_NAMES.get(family, family)} checkpoint? "
             f"Received: shape={shape}"
         )
     return key, rows
@@ -110,7 +111,7 @@ def load_component(
         model: the built KerasCV component (random or not).
         component: one of `COMPONENTS`.
         source: an open checkpoint (`open_checkpoint`).
-        family: `"sd1"`/`"sd2"`; default: `detect_family(source)`.
+        family: `"sd1"`/`"sd2"`/`"sd2-depth"`; default: `detect_family(source)`.
         verbose: show a progress bar of the tensors assigned.
 
     Raises:

@@ -32,6 +32,7 @@ from kerasmorph.checkpoints.detect import (
     model_family,
 )
 from kerasmorph.constants import COMPONENTS
+from kerasmorph.models import depth
 from kerasmorph.weights import Family
 
 Layout = Literal["conv", "linear", "copy"]
@@ -525,13 +526,16 @@ def weight_plan(model, component: str, family: Family | None = None) -> list[tup
 
     Args:
         model: a built KerasCV `TextEncoder(V2)`, `DiffusionModel(V2)`,
-            `Decoder` or `ImageEncoder`.
+            `Decoder` or `ImageEncoder`. A depth UNet (`sd2-depth`: a
+            5-channel first conv, the same names) may come wrapped by
+            `kerasmorph.models.depth.with_depth_input`: its UNet is mapped.
         component: one of `COMPONENTS`.
-        family: `"sd1"` or `"sd2"`; default: read from the model.
+        family: `"sd1"`, `"sd2"` or `"sd2-depth"`; default: read from the model.
 
     Returns:
         A list of `(variable, TensorRef)` covering each variable of `model`
-        exactly once, in `model.weights` order.
+        exactly once (a wrapped depth UNet: of its UNet, not the stored
+        depth map), in `model.weights` order.
 
     Raises:
         ValueError: for an unknown component.
@@ -545,6 +549,8 @@ def weight_plan(model, component: str, family: Family | None = None) -> list[tup
     ```
     """
     check_component(component)
+    if component == "diffusion_model":
+        model = depth.inner_unet(model)
     family = family or model_family(model, component)
     if component == "text_encoder":
         pairs = list(_text_encoder_plan(model, family))

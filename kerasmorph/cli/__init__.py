@@ -15,6 +15,7 @@ bug its traceback.
 | `generate` | generate |
 | `walks` | interpolate, grid, walk, loop, morph-seeds |
 | `images` | img2img, sweep, inpaint, morph-images |
+| `depth` | depth2img (depth models: `Explorer.depth_to_image`) |
 | `render` | render (and the rendering the walk commands share) |
 | `bench` | bench |
 | `checkpoints` | convert, merge, similarity |
@@ -40,6 +41,7 @@ from kerasmorph import licences, weights
 from kerasmorph.cli import (
     bench,
     checkpoints,
+    depth,
     evaluate,
     export,
     generate,
@@ -58,7 +60,19 @@ __all__ = ["CommandError", "ModelSettings", "Session", "build_parser", "main"]
 # Per output, the licence notices shown for it (`kerasmorph.licences.for_output`).
 LICENCE_RECORD_NAME = "licence-notices.json"
 # In the order `kerasmorph --help` lists their commands.
-COMMANDS = (info, generate, walks, images, render, export, evaluate, training, bench, checkpoints)
+COMMANDS = (
+    info,
+    generate,
+    walks,
+    images,
+    depth,
+    render,
+    export,
+    evaluate,
+    training,
+    bench,
+    checkpoints,
+)
 
 
 class _OneLineParser(argparse.ArgumentParser):

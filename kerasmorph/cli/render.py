@@ -132,6 +132,10 @@ def render_spec(
         # In the manifest, so a resumed render encodes the prompts the same way;
         # only when set, so manifests of short-prompt renders are unchanged.
         options = {**options, "long_prompts": True}
+    if getattr(args, "depth", None) is not None:
+        # The normalised map itself (float32 values, exact in JSON): a resumed or
+        # copied render directory needs no depth file.
+        options = {**options, "depth_map": explorer.set_depth_map(args.depth).tolist()}
     total = num_frames * num_frames if kind == "grid" else num_frames
     scheduler_name, scheduler_config = scheduler_of(args)
     spec = renders.RenderSpec(

@@ -95,6 +95,8 @@ class Session:
         self.explorer.verbose = verbose
         # Not part of the settings: it changes how prompts are encoded, not the model.
         self.explorer.long_prompts = long_prompts
+        # Nor is a depth map: each command sets its own (--depth), none is inherited.
+        self.explorer.clear_depth_map()
         return self.explorer
 
     def explorer_for(self, args: argparse.Namespace) -> Explorer:

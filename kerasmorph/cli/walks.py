@@ -35,15 +35,28 @@ from kerasmorph.morph_options import DEFAULT_SWITCH_WIDTH, NOISE_STATISTICS, Mor
 DEFAULT_STEP_SIZE = 0.005
 
 
+def _depth_argument() -> argparse.ArgumentParser:
+    """--depth: one depth map every frame of a depth model follows (a depth-locked walk)."""
+    parser = own_arguments()
+    parser.add_argument(
+        "--depth",
+        metavar="DEPTH",
+        help="depth models (--model shapes-depth, SD 2 depth): every frame follows this depth "
+        "map (8/16-bit greyscale PNG/TIFF or .npy, larger nearer), so the layout holds",
+    )
+    return parser
+
+
 def register(subparsers, shared: SharedArguments) -> None:
     """Adds `interpolate`, `grid`, `walk`, `loop` and `morph-seeds`."""
+    depth = _depth_argument()
     own = own_arguments()
     own.add_argument("prompts", nargs="+", metavar="PROMPT")
     _morph_arguments(own, text=True)
     subparsers.add_parser(
         "interpolate",
         help="interpolate 2+ prompts with fixed noise",
-        parents=[own, *shared.rendering(10), shared.adaptive],
+        parents=[own, depth, *shared.rendering(10), shared.adaptive],
     ).set_defaults(run=run_interpolate)
 
     own = own_arguments()
@@ -51,7 +64,7 @@ def register(subparsers, shared: SharedArguments) -> None:
     own.add_argument("--size", type=int_at_least(2), default=4, help="frames per side, >= 2")
     own.add_argument("--vary-noise", action="store_true", help="a different noise for every cell")
     subparsers.add_parser(
-        "grid", help="bilinear grid of 4 prompts", parents=[own, *shared.rendering(None)]
+        "grid", help="bilinear grid of 4 prompts", parents=[own, depth, *shared.rendering(None)]
     ).set_defaults(run=run_grid)
 
     own = own_arguments()
@@ -72,13 +85,15 @@ def register(subparsers, shared: SharedArguments) -> None:
         help="walk in a random direction drawn from this seed (default: all ones)",
     )
     subparsers.add_parser(
-        "walk", help="delta walk around one prompt", parents=[own, *shared.rendering(20)]
+        "walk", help="delta walk around one prompt", parents=[own, depth, *shared.rendering(20)]
     ).set_defaults(run=run_walk)
 
     own = own_arguments()
     own.add_argument("prompt")
     subparsers.add_parser(
-        "loop", help="circular noise loop on one prompt", parents=[own, *shared.rendering(16)]
+        "loop",
+        help="circular noise loop on one prompt",
+        parents=[own, depth, *shared.rendering(16)],
     ).set_defaults(run=run_loop)
 
     own = own_arguments()
@@ -95,7 +110,7 @@ def register(subparsers, shared: SharedArguments) -> None:
         "morph-seeds",
         help="morph the noise between seeds for one prompt",
         # The noises are --seeds' (no --seed).
-        parents=[own, *shared.rendering(10, seed=False), shared.adaptive],
+        parents=[own, depth, *shared.rendering(10, seed=False), shared.adaptive],
     ).set_defaults(run=run_morph_seeds)
 
 
@@ -344,6 +359,8 @@ def _render_adaptive(
     from kerasmorph import adaptive
 
     out = check_output_path(args.out)
+    if args.depth is not None:
+        explorer.set_depth_map(args.depth)
     path = adaptive.keyframe_path(
         encodings, noises, schedule=schedule, noise_method=noise_method, morph=_morph_options(args)
     )

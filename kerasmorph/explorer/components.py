@@ -254,6 +254,7 @@ class ComponentStore:
     def sampler_for(self, sequence_length: int) -> Sampler:
         """The `Sampler` (one traced step) for encodings of `sequence_length` tokens."""
         sequence_length = check_sequence_length("sequence_length", sequence_length)
+        models.depth.check_depth_set(self.get("diffusion_model"))
         return self.memo(
             ("sampler", sequence_length),
             lambda: Sampler(

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from kerasmorph import devices
+from kerasmorph import devices, models
 from kerasmorph._checks import check_count, validate_image_size
 from kerasmorph.constants import COMPONENTS, MAX_PROMPT_LENGTH, Precision
+from kerasmorph.explorer import depth as depth_task
 from kerasmorph.explorer import kerascv_api, tasks
 from kerasmorph.explorer.batching import (
     map_batches,
@@ -952,6 +953,68 @@ class Explorer:
             negative_prompt=negative_prompt,
             scheduler=self._scheduler(scheduler, num_steps),
         )
+
+    @property
+    def takes_depth(self) -> bool:
+        """Whether the UNet is a depth model (5-channel input: `shapes-depth`, SD 2 depth)."""
+        return models.depth.depth_layer(self.diffusion_model) is not None
+
+    def set_depth_map(self, depth_map: Any, *, normalised: bool = False) -> np.ndarray:
+        """Sets the depth map every later image of this depth model follows.
+
+        Walks run after it are depth-locked: the layout holds while prompts or
+        noise move.
+
+        Args:
+            depth_map: an array (H, W), a PIL image or a file (8/16-bit
+                greyscale PNG/TIFF, `.npy`); larger values are nearer.
+            normalised: `depth_map` is already a map this method returned
+                (latent size, in [−1, 1]); stored as it is.
+
+        Returns:
+            float32 (h, w): the map at the latent size, normalised to [−1, 1].
+        """
+        return depth_task.set_depth_map(self, depth_map, normalised)
+
+    def clear_depth_map(self) -> None:
+        """Forgets the depth map (a depth model then refuses to sample until one is set)."""
+        unet = self._store.peek("diffusion_model")  # Builds nothing.
+        if unet is not None:
+            models.depth.clear_depth_map(unet)
+
+    def depth_to_image(
+        self,
+        image: Any,
+        prompt: str | np.ndarray,
+        *,
+        depth_map: Any = None,
+        strength: float = 0.8,
+        num_steps: int = 50,
+        unconditional_guidance_scale: float = 7.5,
+        seed: int | None = None,
+        diffusion_noise: np.ndarray | None = None,
+        negative_prompt: str | None = None,
+        scheduler: str | Scheduler | None = None,
+    ) -> np.ndarray:
+        """Depth-to-image (SD 2 depth): img2img whose UNet also sees a depth map.
+
+        Args:
+            image: as `image_to_image`.
+            prompt: as `image_to_image`.
+            depth_map: see `set_depth_map` (required: no estimator runs offline).
+            strength: in [0, 1] (diffusers' default 0.8).
+            num_steps, unconditional_guidance_scale, seed, diffusion_noise,
+                negative_prompt, scheduler: as `image_to_image`.
+
+        Returns:
+            uint8 (N, img_height, img_width, 3).
+        """
+        self.set_depth_map(depth_map)
+        return self.image_to_image(
+            image, prompt, strength=strength, num_steps=num_steps,
+            unconditional_guidance_scale=unconditional_guidance_scale, seed=seed,
+            diffusion_noise=diffusion_noise, negative_prompt=negative_prompt, scheduler=scheduler,
+        )  # fmt: skip
 
     def inpaint(
         self,

@@ -9,6 +9,7 @@
 - `tokenizer`: KerasCV's CLIP tokenizer on the bundled vocabulary;
 - `kerascv`: building and reading `keras_cv.models.StableDiffusion`(V2);
 - `textual_inversion`: growing the text encoder's vocabulary;
+- `depth`: depth UNets (a 5-channel latent input) wrapped to store their depth map;
 - `tiny`: the `tiny` preset's seeded components.
 
 Importing it is cheap: TensorFlow, Keras and KerasCV load when a model is built.
@@ -16,7 +17,7 @@ Importing it is cheap: TensorFlow, Keras and KerasCV load when a model is built.
 
 from __future__ import annotations
 
-from kerasmorph.models import tiny
+from kerasmorph.models import depth, tiny
 from kerasmorph.models.attention import (
     interpolate_cross_attention,
     pack_contexts,
@@ -70,6 +71,7 @@ __all__ = [
     "preset_of_kerascv",
     "resize_component",
     "rewire_context_length",
+    "depth",
     "tiny",
     "token_embedding_matrix",
     "unpack_contexts",

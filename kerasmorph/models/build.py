@@ -5,6 +5,8 @@ maps each architecture to `(component, height, width, seed) -> keras.Model`,
 building an uninitialised (random, or for `shapes` trained) component:
 
 - `sd1`, `sd2`: KerasCV's own classes, built with `download_weights=False`;
+- `sd2-depth`: `sd2`'s, the UNet given a 5-channel `latent` input
+  (`depth.with_input_channels`: Stability's stable-diffusion-2-depth);
 - `tiny`: `kerasmorph.models.tiny`'s seeded builders;
 - `shapes`: `kerasmorph.shapes.pretrained.build_component` (weights shipped).
 
@@ -25,7 +27,7 @@ from typing import Any
 from kerasmorph.backend import keras_module
 from kerasmorph.constants import MAX_PROMPT_LENGTH, PRECISIONS, Component
 from kerasmorph.licences import show_licence_notice
-from kerasmorph.models import tiny
+from kerasmorph.models import depth, tiny
 from kerasmorph.presets import Preset
 from kerasmorph.progress import ProgressBar
 from kerasmorph.shapes import pretrained as shapes_pretrained
@@ -56,6 +58,14 @@ def _build_sd(version: int, component: Component, height: int, width: int):
     return image_encoder.ImageEncoder(download_weights=False)
 
 
+def _build_sd2_depth(component: Component, height: int, width: int, seed: int):
+    """`sd2`'s components; the UNet's `latent` input has 5 channels (latent + depth)."""
+    model = _build_sd(2, component, height, width)
+    if component == "diffusion_model":
+        model = depth.with_input_channels(model, depth.DEPTH_INPUT_CHANNELS)
+    return model
+
+
 def _build_tiny(component: Component, height: int, width: int, seed: int):
     if component == "text_encoder":
         return tiny.build_text_encoder(seed)
@@ -70,11 +80,16 @@ def _build_tiny(component: Component, height: int, width: int, seed: int):
 BUILDERS: dict[str, Callable[[Component, int, int, int], Any]] = {
     "sd1": lambda component, height, width, seed: _build_sd(1, component, height, width),
     "sd2": lambda component, height, width, seed: _build_sd(2, component, height, width),
+    "sd2-depth": _build_sd2_depth,
     "tiny": _build_tiny,
     "shapes": shapes_pretrained.build_component,
+    "shapes-depth": shapes_pretrained.build_depth_component,
 }
 # Architecture -> `() -> Path` of the weights that ship inside kerasmorph.
-_BUNDLED_WEIGHTS: dict[str, Callable[[], Path]] = {"shapes": shapes_pretrained.weights_dir}
+_BUNDLED_WEIGHTS: dict[str, Callable[[], Path]] = {
+    "shapes": shapes_pretrained.weights_dir,
+    "shapes-depth": lambda: shapes_pretrained.weights_dir(depth=True),
+}
 
 
 def get_builder(preset: Preset) -> Callable[[Component, int, int, int], Any]:
@@ -180,4 +195,7 @@ def build_component(
             ) from error
         show_licence_notice(preset.licence)  # Real sd1/sd2 weights: once per process.
         progress.advance(len(model.weights))
+    if component == "diffusion_model" and depth.latent_input_channels(model) == 5:
+        # A depth UNet: the Sampler calls it with 4 latent channels; the map is stored.
+        model = depth.with_depth_input(model)
     return model

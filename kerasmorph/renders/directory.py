@@ -108,6 +108,8 @@ def build_walk(explorer, spec: RenderSpec) -> walks.Walk:
     if spec.kind not in WALK_BUILDERS:
         valid = ", ".join(repr(k) for k in WALK_BUILDERS)
         raise ValueError(f"Unknown render kind; valid: {valid}. Received: kind={spec.kind!r}")
+    if "depth_map" in spec.options:  # A depth-locked render: the map the UNet saw.
+        explorer.set_depth_map(np.asarray(spec.options["depth_map"]), normalised=True)
     return WALK_BUILDERS[spec.kind](explorer, spec)
 
 

@@ -282,6 +282,30 @@ def concept_batch(
     return np.stack(images)
 
 
+def depth_map(sample: Sample, image_size: int = IMAGE_SIZE, blur: float = 4.0) -> np.ndarray:
+    """The scene's "depth": the shape near (1), the background far (0), edges blurred.
+
+    What the `shapes-depth` model is trained to follow, standing in for a MiDaS map
+    (relative inverse depth: larger is nearer).
+
+    Args:
+        sample: the shape.
+        image_size: side in pixels.
+        blur: Gaussian sigma in pixels.
+
+    Returns:
+        float32 (image_size, image_size) in [0, 1].
+    """
+    mask = coverage(sample, image_size, supersample=2).astype(np.float64)
+    radius = int(3 * blur)
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / blur) ** 2)
+    taps /= taps.sum()
+    padded = np.pad(mask, radius, mode="constant")
+    rows = np.apply_along_axis(lambda r: np.convolve(r, taps, mode="valid"), 1, padded)
+    blurred = np.apply_along_axis(lambda c: np.convolve(c, taps, mode="valid"), 0, rows)
+    return blurred.astype(np.float32)
+
+
 # ----------------------------------------------------------------- measurements
 
 

@@ -95,6 +95,8 @@ class ShapesConfig:
         attention: self- + cross-attention at each of those levels.
         head_size: width of one UNet attention head.
         num_res_blocks: ResBlocks per level on the way down (the way up has one more).
+        input_channels: channels of the UNet's `latent` input: 4, or 5 for a
+            depth model (the latent and the depth map, as SD 2 depth's UNet).
     """
 
     text_width: int = 128
@@ -104,6 +106,7 @@ class ShapesConfig:
     attention: tuple[bool, ...] = (False, True, True)
     head_size: int = 32
     num_res_blocks: int = 1
+    input_channels: int = 4
 
 
 # A few-second configuration for structural tests.
@@ -240,7 +243,9 @@ def build_diffusion_model(img_height: int, img_width: int, config: ShapesConfig 
         )
     context = keras.layers.Input((MAX_PROMPT_LENGTH, config.text_width), name="context")
     t_embed_input = keras.layers.Input((TIME_EMBEDDING_DIM,), name="timestep_embedding")
-    latent = keras.layers.Input((img_height // 8, img_width // 8, 4), name="latent")
+    latent = keras.layers.Input(
+        (img_height // 8, img_width // 8, config.input_channels), name="latent"
+    )
 
     time_width = 4 * config.channels[0]
     t_emb = keras.layers.Dense(time_width)(t_embed_input)

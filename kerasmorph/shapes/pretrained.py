@@ -1,10 +1,14 @@
-"""The shipped `shapes` weights and the `"shapes"` preset's component builder.
+"""The shipped `shapes` weights and the `"shapes"` / `"shapes-depth"` presets' builders.
 
 The trained text encoder and UNet ship inside the package as float16 `.npz`
 files in `kerasmorph/data/shapes/` (written by `kerasmorph.shapes.train`);
 the decoder and image encoder are fixed and have no weights. Setting
 `KERASMORPH_SHAPES_WEIGHTS` to a directory holding `text_encoder.npz` and
 `diffusion_model.npz` (e.g. a training run's output) uses those instead.
+
+`shapes-depth` is the same model fine-tuned with a 5th UNet input channel, the
+scene's depth map (`python -m kerasmorph.shapes.train --depth --init ...`), in
+`kerasmorph/data/shapes-depth/` (`KERASMORPH_SHAPES_DEPTH_WEIGHTS` overrides).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from kerasmorph.shapes import model as model_lib
 
 WEIGHTS_ENV = "KERASMORPH_SHAPES_WEIGHTS"
+DEPTH_WEIGHTS_ENV = "KERASMORPH_SHAPES_DEPTH_WEIGHTS"
 WEIGHT_FILES = {
     "text_encoder": "text_encoder.npz",
     "diffusion_model": "diffusion_model.npz",
@@ -26,15 +31,25 @@ DESCRIPTION = (
 )
 
 
-def weights_dir() -> Path:
-    """The directory the weights are read from: `$KERASMORPH_SHAPES_WEIGHTS` or the package's."""
-    override = os.environ.get(WEIGHTS_ENV)
+def weights_dir(depth: bool = False) -> Path:
+    """The directory the weights are read from: `$KERASMORPH_SHAPES_WEIGHTS` or the package's
+    (`$KERASMORPH_SHAPES_DEPTH_WEIGHTS` or `data/shapes-depth` for the depth model)."""
+    override = os.environ.get(DEPTH_WEIGHTS_ENV if depth else WEIGHTS_ENV)
     if override:
         return Path(override)
-    return Path(str(resources.files("kerasmorph") / "data" / "shapes"))
+    return Path(
+        str(resources.files("kerasmorph") / "data" / ("shapes-depth" if depth else "shapes"))
+    )
 
 
-def build_component(component: str, img_height: int, img_width: int, seed: int = 0):
+def build_depth_component(component: str, img_height: int, img_width: int, seed: int = 0):
+    """`build_component` for `shapes-depth`: its UNet takes a 5-channel latent (+ depth)."""
+    return build_component(component, img_height, img_width, seed, depth=True)
+
+
+def build_component(
+    component: str, img_height: int, img_width: int, seed: int = 0, *, depth: bool = False
+):
     """Builds one `shapes` component with its trained weights loaded.
 
     Args:
@@ -42,6 +57,7 @@ def build_component(component: str, img_height: int, img_width: int, seed: int =
         img_height: image height in pixels (the UNet and decoder are built for it).
         img_width: image width in pixels.
         seed: unused (the weights are trained); kept for the preset interface.
+        depth: the `shapes-depth` model (a 5-channel UNet input).
 
     Returns:
         A `keras.Model` with KerasCV's inputs and outputs for that component.
@@ -56,18 +72,20 @@ def build_component(component: str, img_height: int, img_width: int, seed: int =
     if component == "text_encoder":
         model = model_lib.build_text_encoder()
     elif component == "diffusion_model":
-        model = model_lib.build_diffusion_model(img_height, img_width)
+        config = model_lib.ShapesConfig(input_channels=5 if depth else 4)
+        model = model_lib.build_diffusion_model(img_height, img_width, config)
     else:
         raise ValueError(
             "`component` must be one of 'text_encoder', 'diffusion_model', 'decoder', "
             f"'image_encoder'. Received: component={component!r}"
         )
-    path = weights_dir() / WEIGHT_FILES[component]
+    path = weights_dir(depth) / WEIGHT_FILES[component]
+    env = DEPTH_WEIGHTS_ENV if depth else WEIGHTS_ENV
     if not path.is_file():
         raise FileNotFoundError(
             f"The shapes {component} weights are missing: {path}. Reinstall kerasmorph, "
             f"or train them with `python -m kerasmorph.shapes.train --out DIR` and set "
-            f"{WEIGHTS_ENV}=DIR. Received: {WEIGHTS_ENV}={os.environ.get(WEIGHTS_ENV)!r}"
+            f"{env}=DIR. Received: {env}={os.environ.get(env)!r}"
         )
     model_lib.load_weights(model, path)
     return model

@@ -70,6 +70,9 @@ class TrainConfig:
         caption_dropout: probability of training on the empty prompt.
         min_snr_gamma: min-SNR weighting constant (0 disables the weighting).
         supersample: anti-aliasing sub-pixels per side of the training images.
+        depth: train a depth model: each batch also holds the scenes' depth maps
+            (`data.depth_map`, normalised by `images.depth_to_latent`),
+            concatenated to the noisy latents as a 5th channel.
     """
 
     batch_size: int = 64
@@ -82,6 +85,7 @@ class TrainConfig:
     caption_dropout: float = 0.1
     min_snr_gamma: float = 5.0
     supersample: int = 2
+    depth: bool = False
 
 
 def tokenize_words(caption: str) -> list[int]:
@@ -112,7 +116,7 @@ def _batches(seed: int, config: TrainConfig, stop: threading.Event, out: queue.Q
     rng = np.random.default_rng([seed, 1])
     empty = tokenize_words("")
     while not stop.is_set():
-        images, captions, _ = data_lib.generate_batch(
+        images, captions, samples = data_lib.generate_batch(
             rng, config.batch_size, supersample=config.supersample
         )
         tokens = np.asarray(
@@ -122,10 +126,15 @@ def _batches(seed: int, config: TrainConfig, stop: threading.Event, out: queue.Q
             ],
             dtype=np.int32,
         )
-        latents = model_lib.encode_images(images)
+        batch = (model_lib.encode_images(images), tokens)
+        if config.depth:
+            from kerasmorph.images import depth_to_latent
+
+            depths = np.stack([data_lib.depth_map(sample) for sample in samples])
+            batch += (depth_to_latent(depths, batch[0].shape[1:3]),)
         while not stop.is_set():
             try:
-                out.put((latents, tokens), timeout=0.5)
+                out.put(batch, timeout=0.5)
                 break
             except queue.Full:
                 continue
@@ -173,7 +182,7 @@ def _build_models(
     init_summary = None
     if init is not None:
         model_lib.load_weights(models.text_encoder, os.path.join(init, "text_encoder.npz"))
-        model_lib.load_weights(models.unet, os.path.join(init, "diffusion_model.npz"))
+        _load_unet(models.unet, os.path.join(init, "diffusion_model.npz"), model_config)
         with open(os.path.join(init, "training.json")) as file:
             init_summary = json.load(file)
         log(f"continuing from {init} ({init_summary.get('steps')} steps)")
@@ -183,6 +192,26 @@ def _build_models(
     ):
         target.assign(source)
     return models, init_summary
+
+
+def _load_unet(unet, path: str, model_config: model_lib.ShapesConfig) -> None:
+    """Loads UNet weights; a 4-channel file into a 5-channel (depth) UNet gets the depth
+    channel's input kernel at zero, so training starts from the 4-channel model's outputs."""
+    try:
+        model_lib.load_weights(unet, path)
+        return
+    except ValueError:
+        if model_config.input_channels == 4:
+            raise
+    base = model_lib.build_diffusion_model(
+        128, 128, dataclasses.replace(model_config, input_channels=4)
+    )
+    model_lib.load_weights(base, path)
+    for target, source in zip(unet.weights, base.weights):
+        value = source.numpy()
+        if tuple(target.shape) != value.shape:  # The first conv's kernel (3, 3, 4 -> 5, C).
+            value = np.concatenate([value, np.zeros_like(value[:, :, :1])], axis=2)
+        target.assign(value)
 
 
 def _build_optimizer(config: TrainConfig, trainable: list):
@@ -225,12 +254,13 @@ def _make_train_step(models: _Models, optimizer, config: TrainConfig, seed: int)
     ema_step = tf.Variable(0.0, trainable=False, dtype=tf.float32)
 
     @tf.function
-    def train_step(latents, tokens):
+    def train_step(latents, tokens, depth=None):
         batch = tf.shape(latents)[0]
         timesteps = generator.uniform([batch], 0, 1000, dtype=tf.int32)
         noise = generator.normal(tf.shape(latents))
         alpha = tf.gather(alphas, timesteps)[:, None, None, None]
         noisy = tf.sqrt(alpha) * latents + tf.sqrt(1.0 - alpha) * noise
+        model_input = noisy if depth is None else tf.concat([noisy, depth], axis=-1)
         args = tf.cast(timesteps, tf.float32)[:, None] * freqs[None]
         embedding = tf.concat([tf.cos(args), tf.sin(args)], axis=-1)
         snr = alpha[:, 0, 0, 0] / (1.0 - alpha[:, 0, 0, 0])
@@ -241,7 +271,7 @@ def _make_train_step(models: _Models, optimizer, config: TrainConfig, seed: int)
         with tf.GradientTape() as tape:
             context = text_encoder({"tokens": tokens, "positions": positions}, training=True)
             prediction = unet(
-                {"latent": noisy, "timestep_embedding": embedding, "context": context},
+                {"latent": model_input, "timestep_embedding": embedding, "context": context},
                 training=True,
             )
             error = tf.reduce_mean(tf.square(prediction - noise), axis=[1, 2, 3])
@@ -354,8 +384,7 @@ def _train_loop(
         if fraction >= 1.0:
             break
         optimizer.learning_rate = learning_rate_at(fraction, config)
-        latents, tokens = batches.get()
-        loss, error = train_step(tf.constant(latents), tf.constant(tokens))
+        loss, error = train_step(*(tf.constant(array) for array in batches.get()))
         progress.step += 1
         progress.recent.append(float(loss))
         progress.recent_error.append(float(error))
@@ -467,6 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--tiny", action="store_true", help="the tiny model configuration (smoke tests)"
     )
+    parser.add_argument(
+        "--depth",
+        action="store_true",
+        help="train a depth model (5-channel UNet input; with --init, the new channel starts "
+        "at zero)",
+    )
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 50.0
     train(
@@ -479,9 +514,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             learning_rate=args.learning_rate,
             final_learning_rate=args.final_learning_rate,
+            depth=args.depth,
         ),
         init=args.init,
-        model_config=model_lib.TINY_CONFIG if args.tiny else model_lib.ShapesConfig(),
+        model_config=dataclasses.replace(
+            model_lib.TINY_CONFIG if args.tiny else model_lib.ShapesConfig(),
+            input_channels=5 if args.depth else 4,
+        ),
         log=lambda line: print(line, flush=True),
     )
     return 0

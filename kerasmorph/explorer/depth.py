@@ -1,0 +1,62 @@
+"""Depth-to-image: a depth model's map set once, then img2img (`Explorer.depth_to_image`).
+
+The map (an array, a PIL image, a greyscale PNG/TIFF or `.npy`; larger is
+nearer) is resized to the latent size (bicubic) and normalised per image to
+[−1, 1] (`images.depth_to_latent`), then stored in the UNet's `DepthChannel`
+(`models.depth`), which concatenates it to the latent at every UNet call of
+both guidance passes. Every later image of the Explorer follows it until
+another map is set, so any walk run after `set_depth_map` is depth-locked.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kerasmorph import images as images_lib
+from kerasmorph import models
+from kerasmorph.errors import InputError
+
+if TYPE_CHECKING:
+    from kerasmorph.explorer.explorer import Explorer
+
+NO_ESTIMATOR = (
+    "No depth map given: pass depth_map= (CLI: --depth DEPTH.png, an 8/16-bit greyscale PNG or "
+    ".npy, larger values nearer). kerasmorph does not estimate depth offline: no depth "
+    "estimator's weights are on this machine."
+)
+
+
+def set_depth_map(explorer: "Explorer", depth_map: Any, normalised: bool = False) -> np.ndarray:
+    """Stores `depth_map` in the Explorer's depth UNet; returns it normalised, float32 (h, w).
+
+    `normalised=True`: `depth_map` is already the latent-size map in [−1, 1]
+    (what this returns; a render manifest keeps it), stored as it is.
+    """
+    unet = explorer.diffusion_model
+    if models.depth.depth_layer(unet) is None:
+        raise InputError(
+            f"The {explorer.preset.name!r} model has no depth input (a 4-channel UNet); a depth "
+            "map needs a depth model: `shapes-depth`, or a converted stable-diffusion-2-depth "
+            "folder."
+        )
+    if depth_map is None:
+        raise InputError(NO_ESTIMATOR)
+    if normalised:
+        latent = np.asarray(depth_map, dtype=np.float32).reshape(1, *explorer.latent_shape[:2], 1)
+    else:
+        size = (explorer.img_height, explorer.img_width)
+        depth = images_lib.load_depth_map(depth_map, size)
+        latent = images_lib.depth_to_latent(depth, explorer.latent_shape[:2])
+    models.depth.set_depth_map(unet, latent)
+    return latent[0, ..., 0]
+
+
+def depth_image(latent_depth: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A normalised map (h, w) in [−1, 1] as a 16-bit grey image (H, W) for inspection."""
+    from PIL import Image
+
+    scaled = np.round((np.asarray(latent_depth, np.float32) + 1) * 32767.5).astype(np.uint16)
+    image = Image.fromarray(scaled).resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return np.asarray(image, dtype=np.uint16)
