@@ -116,6 +116,7 @@ MODEL_COSTS: dict[str, ModelCost] = {
     "sd2-depth": ModelCost(8, 5 * 2 * 2, 2 * 128 * 4, 1024, 512),  # sd2's layers.
     "tiny": ModelCost(8, 1 * 1 * 4, 2 * 32 * 4, 64, 128),
     "shapes": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
+    "shapes-depth": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),  # shapes' layers.
 }
 
 # The least of every field: a lower bound for a model not named (`--model auto`).
