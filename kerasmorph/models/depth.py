@@ -188,12 +188,15 @@ def inner_unet(model):
     return next(layer for layer in model.layers if isinstance(layer, keras.Model))
 
 
-def with_depth_input(unet):
+def with_depth_input(unet, depth_channel=None):
     """Wraps a 5-channel depth UNet to take a 4-channel `latent` and a stored depth map.
 
     Args:
         unet: a UNet whose `latent` input is (h, w, 5); its other inputs are
             `timestep_embedding` and `context`.
+        depth_channel: an existing wrapper's `DepthChannel` of the same
+            latent size to share (a UNet rewired for long prompts sees the
+            map the Explorer set); default: a new one.
 
     Returns:
         A `keras.Model` with the inputs of a 4-channel UNet (same names) whose
@@ -216,7 +219,7 @@ def with_depth_input(unet):
         )
         for name, tensor in inputs.items()
     }
-    layer = _depth_channel_class()(height, width, name=DEPTH_LAYER_NAME)
+    layer = depth_channel or _depth_channel_class()(height, width, name=DEPTH_LAYER_NAME)
     wired = dict(new_inputs)
     wired[latent_name] = layer(new_inputs[latent_name])
     # In the UNet's own input order (a dict would be matched by sorted keys).
@@ -252,6 +255,18 @@ def set_depth_map(model, depth: np.ndarray) -> None:
         raise ValueError(f"Expected a depth map of shape {expected}. Received: {depth.shape}")
     layer.depth.assign(depth)
     layer.is_set = True
+
+
+def stored_depth_map(model) -> np.ndarray:
+    """The normalised map a wrapped depth UNet holds, float32 (h, w).
+
+    Raises:
+        ValueError: for a UNet without a depth input or with no map set.
+    """
+    layer = depth_layer(model)
+    if layer is None or not layer.is_set:
+        raise ValueError("The UNet holds no depth map (not a depth model, or none set).")
+    return np.asarray(layer.depth.numpy(), dtype=np.float32)[0, ..., 0]
 
 
 def clear_depth_map(model) -> None:

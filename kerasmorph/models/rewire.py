@@ -13,6 +13,7 @@ from typing import Any
 
 from kerasmorph.backend import keras_module
 from kerasmorph.constants import LATENT_CHANNELS, LATENT_FACTOR
+from kerasmorph.models import depth
 
 
 def resize_component(model, img_height: int, img_width: int):
@@ -36,7 +37,9 @@ def resize_component(model, img_height: int, img_width: int):
 
     def input_shape(tensor) -> tuple:
         shape = tuple(tensor.shape[1:])
-        return latent_shape if len(shape) == 3 and shape[-1] == LATENT_CHANNELS else shape
+        if len(shape) == 3 and shape[-1] in (LATENT_CHANNELS, depth.DEPTH_INPUT_CHANNELS):
+            return (*latent_shape[:2], shape[-1])  # A depth UNet's latent + depth too.
+        return shape
 
     return _rewire_inputs(model, input_shape)
 
@@ -116,6 +119,14 @@ def _rewire_inputs(model, input_shape: Callable[[Any], tuple]):
     copying it, so the new model's weights ARE the original's variables.
     """
     keras = keras_module()
+    if depth.depth_layer(model) is not None:
+        # A depth wrapper: rewire the UNet inside, then wrap it again, sharing
+        # the stored map when the latent size is unchanged.
+        rewired = _rewire_inputs(depth.inner_unet(model), input_shape)
+        layer = depth.depth_layer(model)
+        latent = next(tensor for tensor in rewired.inputs if len(tensor.shape) == 4)
+        same_size = tuple(latent.shape[1:3]) == tuple(layer.depth.shape[1:3])
+        return depth.with_depth_input(rewired, layer if same_size else None)
 
     def new_input(tensor):
         return keras.Input(input_shape(tensor), dtype=tensor.dtype, name=tensor.name)
@@ -126,7 +137,14 @@ def _rewire_inputs(model, input_shape: Callable[[Any], tuple]):
         for layer in model.layers:
             outputs = layer(outputs)
         return keras.Model(inputs, outputs, name=model.name)
-    inputs = [new_input(tensor) for tensor in model.inputs]
+    # In the structure the model was built with: a tensor, a list or a dict.
+    structure = model.input
+    if isinstance(structure, dict):
+        inputs = {name: new_input(tensor) for name, tensor in structure.items()}
+    elif isinstance(structure, (list, tuple)):
+        inputs = [new_input(tensor) for tensor in structure]
+    else:
+        inputs = new_input(structure)
     return keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer)
 
 
