@@ -19,6 +19,10 @@ of `kerasmorph.interpolation`:
 | `path_walk` | keyframe arrays (encodings, noises) | slerp |
 | `image_morph_walk` | 2+ real images' prompts | their DDIM-inverted noises, slerped |
 
+`from_image(explorer, walk, image, strength)` starts every frame of any walk
+from one image (img2img) instead of pure noise; with a depth model and one
+depth map (`Explorer.set_depth_map`) the layout then holds along the walk.
+
 The one-liners (`interpolate`, `grid`, `walk`, `loop`, `morph_seeds`,
 `morph_prompts`) build a walk, render it and return the frames as a uint8
 array (F, H, W, 3); writing files is a separate call (`kerasmorph.export`).
@@ -468,6 +472,37 @@ def image_morph_walk(
     return path_walk(
         encodings, noises, _split_frames(num_frames, len(images) - 1), schedule=schedule
     )
+
+
+def from_image(explorer, walk: Walk, image: Any, strength: float = 0.8) -> Walk:
+    """Starts every frame of `walk` from one image (img2img) instead of pure noise.
+
+    Each frame's own noise noises the image's latents to `strength`, as
+    `Explorer.image_to_image` does, so the walk still moves (its prompts,
+    its noise) while the picture's structure stays.
+
+    Args:
+        explorer: the `Explorer` that will render the walk (it encodes the image).
+        walk: any `Walk`.
+        image: one image: a path, a PIL image or an array (resized with
+            `Explorer.load_images`).
+        strength: in (0, 1]: how far from the image each frame goes.
+
+    Returns:
+        The walk with `start_latents` (1, H/8, W/8, 4) and `strength` set.
+
+    Example:
+
+    ```python
+    walk = kerasmorph.walks.prompt_walk(explorer, ["a red circle", "a blue square"], 9)
+    frames = list(explorer.render(kerasmorph.walks.from_image(explorer, walk, "photo.png")))
+    ```
+    """
+    images = explorer.load_images(image)
+    if len(images) != 1:
+        raise ValueError(f"A walk starts from one image. Received: {len(images)} images")
+    latents = explorer.encode_image(images)
+    return dataclasses.replace(walk, start_latents=latents, strength=float(strength))
 
 
 def _check_prompts(prompts: Sequence[str], minimum: int, maximum: int | None = None) -> list[str]:

@@ -91,3 +91,34 @@ def test_a_depth_locked_walk_resumes_with_its_map(files, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "w.gif"), *DEPTH_MODEL]) == 2
     assert "needs a depth map" in capsys.readouterr().err
     assert not (tmp_path / "w.gif").exists()
+
+
+def test_a_walk_from_an_image_keeps_the_picture_and_resumes(files, tmp_path, capsys):
+    """--image: every frame is img2img of one picture (a blue triangle, top left)."""
+    out = tmp_path / "from-image"
+    argv = ["interpolate", "a red circle", "a green square", "--frames", "3", "--model", "shapes"]
+    argv += ["--image", files["image"], "--strength", "0.6", "--steps", "10", "--quiet"]
+    assert main(argv + ["--out", str(out), "--batch-size", "3"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["options"]["strength"] == 0.6
+    assert np.shape(manifest["options"]["start_latents"]) == (16, 16, 4)
+    frames = sorted(out.glob("frame_*.png"))
+    for frame in frames:  # Each frame's shape sits where the picture's is.
+        x, y = shapes_data.measure(np.asarray(Image.open(frame))).centroid
+        assert x < 0.45 and y < 0.45, (frame.name, x, y)
+    before = np.asarray(Image.open(frames[2]))
+    frames[2].unlink()
+    assert main(["render", str(out), "--quiet"]) == 0  # The latents come from the manifest.
+    np.testing.assert_array_equal(np.asarray(Image.open(frames[2])), before)
+    # Refusals, one line each, nothing written.
+    capsys.readouterr()
+    gif = ["--out", str(tmp_path / "x.gif"), "--model", "shapes", "--steps", "2", "--quiet"]
+    for extra, message in (
+        (["--strength", "0.5"], "--strength 0.5 goes with --image"),
+        (["--image", files["image"], "--respace"], "does not combine with --adaptive/--respace"),
+        (["--image", str(tmp_path / "none.png")], "No such image file"),
+    ):
+        assert main(["interpolate", "a red circle", "a green square", *extra, *gif]) == 2
+        error = capsys.readouterr().err.strip().splitlines()
+        assert len(error) == 1 and message in error[0], error
+    assert not (tmp_path / "x.gif").exists()

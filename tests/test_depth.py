@@ -171,3 +171,48 @@ def test_warnings_are_not_raised_for_a_square_map():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         images.load_depth_map(np.zeros((128, 128)), (128, 128))
+
+
+def test_walks_from_an_image_start_every_frame_from_it():
+    explorer = kerasmorph.Explorer("shapes", verbose=False)
+    start = shapes_data.render(shapes_data.Sample("blue", "triangle", 0.4, (0.3, 0.3)))
+    walk = kerasmorph.walks.prompt_walk(explorer, ["a red circle", "a green square"], 3, seed=0)
+    from_image = kerasmorph.walks.from_image(explorer, walk, start, strength=0.5)
+    assert from_image.start_latents.shape == (1, 16, 16, 4) and walk.start_latents is None
+    frames = np.stack(list(explorer.render(from_image, num_steps=10, batch_size=1)))
+    # Frame 0 is img2img of the picture with the walk's own noise.
+    _, noise = walk.inputs([0])
+    expected = explorer.image_to_image(
+        start, "a red circle", strength=0.5, num_steps=10, diffusion_noise=noise
+    )
+    assert np.abs(frames[0].astype(int) - expected[0].astype(int)).max() <= 2
+    free = np.stack(list(explorer.render(walk, num_steps=10, batch_size=1)))
+    assert np.abs(frames.astype(int) - free.astype(int)).mean() > 10  # The start matters.
+    subset = from_image.subset([2])
+    assert subset.start_latents is from_image.start_latents and subset.strength == 0.5
+    with pytest.raises(ValueError, match=r"strength` must be in \(0, 1\]"):
+        kerasmorph.walks.from_image(explorer, walk, start, strength=0.0)
+    with pytest.raises(ValueError, match="runs no denoising step"):
+        list(
+            explorer.render(kerasmorph.walks.from_image(explorer, walk, start, 0.05), num_steps=10)
+        )
+    with pytest.raises(ValueError, match="starts from one image"):
+        kerasmorph.walks.from_image(explorer, walk, [start, start])
+
+
+def test_depth_models_resize_and_take_long_prompts(depth_explorer):
+    """The wrapped UNet is rewired like any UNet: another size, and 154-token contexts."""
+    depth, _ = square_depth()
+    start = shapes_data.render(shapes_data.Sample("blue", "triangle", 0.4, (0.3, 0.3)))
+    taller = depth_explorer.resized(192, 128)
+    assert taller.takes_depth
+    with pytest.warns(UserWarning, match="another aspect ratio"):
+        image = taller.depth_to_image(start, "a red circle", depth_map=depth, num_steps=10, seed=0)
+    assert image.shape == (1, 192, 128, 3)
+    x, y = shapes_data.measure(image[0]).centroid
+    assert x > 0.55 and y > 0.55, (x, y)  # Where the (stretched) map's square is.
+    encodings = depth_explorer.encode_text(" ".join(["a red circle"] * 40), long_prompts=True)
+    assert encodings.shape[1] == 154
+    image = depth_explorer.depth_to_image(start, encodings, depth_map=depth, num_steps=10, seed=0)
+    x, y = shapes_data.measure(image[0]).centroid
+    assert x > 0.55 and y > 0.55, (x, y)  # The long-prompt UNet sees the same stored map.

@@ -29,6 +29,9 @@ from kerasmorph.cli.output import check_output_path, write_frames
 from kerasmorph.cli.session import CommandError, ModelSettings, Session
 from kerasmorph.errors import RenderDirectoryError
 
+# How far a walk's frames go from --image when --strength is not given (depth2img's).
+DEFAULT_WALK_STRENGTH = 0.8
+
 
 def register(subparsers, shared: SharedArguments) -> None:
     """Adds `render`."""
@@ -136,6 +139,11 @@ def render_spec(
         # The normalised map itself (float32 values, exact in JSON): a resumed or
         # copied render directory needs no depth file.
         options = {**options, "depth_map": explorer.set_depth_map(args.depth).tolist()}
+    if getattr(args, "image", None) is not None:
+        # The image's latents, as the depth map: the render resumes without the file.
+        latents = explorer.encode_image(explorer.load_images(args.image))
+        strength = DEFAULT_WALK_STRENGTH if args.strength is None else args.strength
+        options = {**options, "start_latents": latents[0].tolist(), "strength": strength}
     total = num_frames * num_frames if kind == "grid" else num_frames
     scheduler_name, scheduler_config = scheduler_of(args)
     spec = renders.RenderSpec(

@@ -17,6 +17,7 @@ from kerasmorph.cli.arguments import (
     own_arguments,
     positive_float,
     resolve_schedule,
+    unit_float,
 )
 from kerasmorph.cli.checks import (
     check_outputs,
@@ -35,8 +36,8 @@ from kerasmorph.morph_options import DEFAULT_SWITCH_WIDTH, NOISE_STATISTICS, Mor
 DEFAULT_STEP_SIZE = 0.005
 
 
-def _depth_argument() -> argparse.ArgumentParser:
-    """--depth: one depth map every frame of a depth model follows (a depth-locked walk)."""
+def _structure_arguments() -> argparse.ArgumentParser:
+    """--depth and --image: one depth map and one start image for every frame."""
     parser = own_arguments()
     parser.add_argument(
         "--depth",
@@ -44,12 +45,24 @@ def _depth_argument() -> argparse.ArgumentParser:
         help="depth models (--model shapes-depth, SD 2 depth): every frame follows this depth "
         "map (8/16-bit greyscale PNG/TIFF or .npy, larger nearer), so the layout holds",
     )
+    parser.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="every frame starts from this image (img2img, each frame with its own noise) "
+        "instead of pure noise; with --depth, a structure-preserving morph",
+    )
+    parser.add_argument(
+        "--strength",
+        type=unit_float,
+        default=None,
+        help="with --image: how far from the image each frame goes, in (0, 1] (default 0.8)",
+    )
     return parser
 
 
 def register(subparsers, shared: SharedArguments) -> None:
     """Adds `interpolate`, `grid`, `walk`, `loop` and `morph-seeds`."""
-    depth = _depth_argument()
+    depth = _structure_arguments()
     own = own_arguments()
     own.add_argument("prompts", nargs="+", metavar="PROMPT")
     _morph_arguments(own, text=True)
@@ -175,8 +188,18 @@ def _check(
 ) -> None:
     """The up-front checks of a walk command: --out not an input, the render fits,
     and an explicit --batch-size above the frames clamped to them."""
+    if args.strength is not None and args.image is None:
+        raise CommandError(
+            f"--strength {args.strength} goes with --image (how far each frame goes from it)"
+        )
+    if args.image is not None and _spaced(args):
+        raise CommandError(
+            "--image does not combine with --adaptive/--respace (their probe renders start "
+            "from noise); render the walk with fixed frames"
+        )
+    inputs = {**model_inputs(args), "--image": args.image}
     directories = ("--out",) if is_directory_out(args.out) else ()
-    check_outputs({"--out": args.out}, model_inputs(args), directories=directories)
+    check_outputs({"--out": args.out}, inputs, directories=directories)
     if _spaced(args):
         # The refined frames (at most --max-frames) or the probe are kept, then written.
         num_held = max(num_frames, args.max_frames or 0, _probe_frames(args))

@@ -85,7 +85,9 @@ def denoise_walk(
             f"`num_skipped_steps` must be in [0, {num_steps}). "
             f"Received: num_skipped_steps={num_skipped_steps}"
         )
-    start = scheduler.start_index(num_steps - num_skipped_steps) if num_skipped_steps else 0
+    image_skipped = _image_start_steps(walk, num_steps, num_skipped_steps)
+    skipped = num_skipped_steps or image_skipped
+    start = scheduler.start_index(num_steps - skipped) if skipped else 0
     num_batches = -(-walk.num_frames // batch_size)
     total = num_batches * (scheduler.num_model_calls - start)
     progbar = progress_callback(total, explorer.verbose)
@@ -100,7 +102,13 @@ def denoise_walk(
         encodings, unconditional, sampler = _conditioning(
             explorer, walk.text_interpolation, encodings, negative_prompt
         )
-        latents = noise if num_skipped_steps else noise * np.float32(scheduler.init_noise_sigma)
+        if image_skipped:  # img2img from the walk's image, each frame with its own noise.
+            image = np.repeat(walk.start_latents, len(noise), axis=0)
+            latents = scheduler.add_noise(image, noise, start).astype(np.float32)
+        elif num_skipped_steps:
+            latents = noise
+        else:
+            latents = noise * np.float32(scheduler.init_noise_sigma)
         step_noise = None
         if scheduler.stochastic:
 
@@ -148,6 +156,26 @@ def denoise_walk(
             result, "denoising", explorer.precision, inputs, guidance=unconditional_guidance_scale
         )
         yield result
+
+
+def _image_start_steps(walk: Walk, num_steps: int, num_skipped_steps: int) -> int:
+    """The steps a walk that starts from an image skips (0 at strength 1: pure noise)."""
+    if walk.start_latents is None:
+        return 0
+    if num_skipped_steps:
+        raise ValueError(
+            "A walk with `start_latents` noises its image itself: pass its noise, not "
+            f"latents already noised. Received: num_skipped_steps={num_skipped_steps}"
+        )
+    # The epsilon keeps 0.29 * 100 from rounding down to 28, as img2img does.
+    num_denoise = int(walk.strength * num_steps + 1e-9)
+    if num_denoise == 0:
+        raise ValueError(
+            f"strength {walk.strength} of {num_steps} steps runs no denoising step; "
+            f"raise the strength or the steps. Received: strength={walk.strength}, "
+            f"num_steps={num_steps}"
+        )
+    return num_steps - num_denoise
 
 
 def _conditioning(

@@ -81,6 +81,12 @@ class Walk:
             encodings of UNet call `call` of `num_calls` (prompt switching
             along the steps), replacing `compute`'s for that call; `None`:
             `compute`'s at every call.
+        start_latents: float32 (1, H/8, W/8, 4), one image's latents every
+            frame starts from (img2img), noised with the frame's own noise to
+            `strength`; `None`: frames start from their noise (text-to-image).
+            Set by `kerasmorph.walks.from_image`.
+        strength: with `start_latents`, in (0, 1]: how far from the image
+            every frame goes (`Explorer.noised_latents`).
     """
 
     num_frames: int
@@ -90,9 +96,23 @@ class Walk:
     guidance: Callable[[np.ndarray, float], np.ndarray] | None = None
     text_interpolation: str = "embedding"
     step_encodings: Callable[[np.ndarray, int, int], np.ndarray] | None = None
+    start_latents: np.ndarray | None = None
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         check_choice("text_interpolation", self.text_interpolation, TEXT_INTERPOLATIONS)
+        if self.start_latents is not None:
+            shape = np.shape(self.start_latents)
+            if len(shape) != 4 or shape[0] != 1:
+                raise ValueError(
+                    "A walk's `start_latents` must be one image's latents, shape "
+                    f"(1, H/8, W/8, 4). Received: shape={shape}"
+                )
+        if not 0.0 < self.strength <= 1.0:  # NaN fails too.
+            raise ValueError(
+                "A walk's `strength` must be in (0, 1] (0 would return the image in every "
+                f"frame). Received: strength={self.strength}"
+            )
 
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """`indices` as a 1-D int64 array, each a frame of this walk."""
@@ -126,6 +146,8 @@ class Walk:
             None
             if step_encodings is None
             else lambda sub, call, num_calls: step_encodings(indices[sub], call, num_calls),
+            self.start_latents,
+            self.strength,
         )
 
     def guidance_at(self, indices: np.ndarray, default: float) -> float | np.ndarray:

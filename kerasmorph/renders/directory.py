@@ -110,7 +110,13 @@ def build_walk(explorer, spec: RenderSpec) -> walks.Walk:
         raise ValueError(f"Unknown render kind; valid: {valid}. Received: kind={spec.kind!r}")
     if "depth_map" in spec.options:  # A depth-locked render: the map the UNet saw.
         explorer.set_depth_map(np.asarray(spec.options["depth_map"]), normalised=True)
-    return WALK_BUILDERS[spec.kind](explorer, spec)
+    walk = WALK_BUILDERS[spec.kind](explorer, spec)
+    if "start_latents" in spec.options:  # Every frame starts from one image (img2img).
+        latents = np.asarray(spec.options["start_latents"], dtype=np.float32)[None]
+        walk = dataclasses.replace(
+            walk, start_latents=latents, strength=float(spec.options["strength"])
+        )
+    return walk
 
 
 def frame_path(directory: str | os.PathLike, index: int) -> Path:
