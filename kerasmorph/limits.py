@@ -117,6 +117,7 @@ MODEL_COSTS: dict[str, ModelCost] = {
     "tiny": ModelCost(8, 1 * 1 * 4, 2 * 32 * 4, 64, 128),
     "shapes": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
     "shapes-depth": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),  # shapes' layers.
+    "shapes-black": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
 }
 
 # The least of every field: a lower bound for a model not named (`--model auto`).

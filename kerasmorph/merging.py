@@ -41,11 +41,11 @@ from kerasmorph._checks import check_finite
 
 TensorDict = Mapping[str, np.ndarray]
 
-# Key prefixes of each component, in CompVis single files and in kerasmorph's
-# canonical (diffusers) names of Keras models.
+# Key prefixes of each component, in CompVis single files, in kerasmorph's
+# canonical (diffusers) names of Keras models and in kerasmorph `.npz` folders.
 COMPONENT_PREFIXES: dict[str, tuple[str, ...]] = {
     "vae": ("first_stage_model.", "vae/"),
-    "unet": ("model.diffusion_model.", "unet/"),
+    "unet": ("model.diffusion_model.", "unet/", "diffusion_model/"),
     "text_encoder": ("cond_stage_model.", "text_encoder/"),
 }
 
@@ -411,7 +411,11 @@ class LayerSimilarity:
 
 
 def cosine_similarities(
-    a: TensorDict, b: TensorDict, *, on_tensor: Callable[[], None] | None = None
+    a: TensorDict,
+    b: TensorDict,
+    *,
+    on_tensor: Callable[[], None] | None = None,
+    skipped: list[tuple[str, str]] | None = None,
 ) -> list[LayerSimilarity]:
     """Per-tensor cosine similarity of two models or task vectors.
 
@@ -423,6 +427,9 @@ def cosine_similarities(
         b: another.
         on_tensor: called after each of `a`'s tensors, compared or not
             (`len(a)` calls: a progress bar, `kerasmorph.progress`).
+        skipped: if given, gets `(name, reason)` for each of `a`'s tensors
+            that could not be compared (the depth model's 5-channel first
+            convolution against a 4-channel model's).
 
     Returns:
         A list of `LayerSimilarity`, in `a`'s order.
@@ -432,23 +439,27 @@ def cosine_similarities(
     rows = []
     for name in a:
         row = _similarity(a, b, name)
-        if row is not None:
+        if isinstance(row, LayerSimilarity):
             rows.append(row)
+        elif skipped is not None:
+            skipped.append((name, row))
         if on_tensor is not None:
             on_tensor()
     return rows
 
 
-def _similarity(a: TensorDict, b: TensorDict, name: str) -> LayerSimilarity | None:
-    """The `LayerSimilarity` of tensor `name`, or None when it cannot be compared."""
+def _similarity(a: TensorDict, b: TensorDict, name: str) -> LayerSimilarity | str:
+    """The `LayerSimilarity` of tensor `name`, or why it cannot be compared."""
     if name not in b:
-        return None
+        return "missing from the second model"
     try:
         first, second = np.asarray(a[name]), np.asarray(b[name])
     except KeyError:  # A `TaskVectorView` entry whose models disagree.
-        return None
-    if first.shape != second.shape or not (_is_float(first) and _is_float(second)):
-        return None
+        return "its shape or dtype differs between a model and the base"
+    if first.shape != second.shape:
+        return f"shape {first.shape} != {second.shape}"
+    if not (_is_float(first) and _is_float(second)):
+        return f"not floating point ({first.dtype}, {second.dtype})"
     x = first.astype(np.float64).ravel()
     y = second.astype(np.float64).ravel()
     norm_x, norm_y = float(np.linalg.norm(x)), float(np.linalg.norm(y))

@@ -14,6 +14,9 @@ by `Preset.architecture`).
   trained, shipped in `kerasmorph/data/shapes`.
 - `shapes-depth`: `shapes` fine-tuned with the scene's depth map as a 5th UNet
   input channel (SD 2 depth's design); shipped in `kerasmorph/data/shapes-depth`.
+- `shapes-black`: `shapes` fine-tuned on the same scenes on a black background,
+  the style fine-tune of the depth + task-arithmetic recipe; shipped in
+  `kerasmorph/data/shapes-black`.
 - `sd2-depth`: Stability's stable-diffusion-2-depth in `sd2`'s architecture, the
   UNet's `latent` input of 5 channels (the latent and a depth map); its weights
   come only from a folder written by `kerasmorph convert` (KerasCV never
@@ -201,6 +204,18 @@ PRESETS: dict[str, Preset] = {
         weight_files={},
         licence="",
         architecture="shapes-depth",
+    ),
+    "shapes-black": Preset(
+        name="shapes-black",
+        description=(
+            "the shapes toy fine-tuned on black backgrounds: the style fine-tune of the "
+            "depth + task-arithmetic recipe (weights shipped, offline)"
+        ),
+        default_size=128,
+        size_multiple=64,
+        weight_files={},
+        licence="",
+        architecture="shapes-black",
     ),
     "sd2-depth": Preset(
         name="sd2-depth",

@@ -55,6 +55,9 @@ MANIFEST_NAME = "kerasmorph.json"
 # SD 2.x whose UNet takes 5 input channels (stable-diffusion-2-depth).
 Family = Literal["sd1", "sd2", "sd2-depth"]
 FAMILIES: tuple[Family, ...] = ("sd1", "sd2", "sd2-depth")
+# Presets a folder's manifest may name: the converted families, and the
+# shapes toys (a merge of their `.npz` folders).
+MANIFEST_PRESETS: tuple[str, ...] = FAMILIES + ("shapes", "shapes-depth")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -354,11 +357,12 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     """Reads the `kerasmorph.json` that `kerasmorph.checkpoints.convert` wrote into `directory`.
 
     Args:
-        directory: a folder written by `kerasmorph convert`.
+        directory: a folder written by `kerasmorph convert` (or by a merge of
+            the shapes toys' `.npz` folders).
 
     Returns:
-        A dict with at least `"preset"` (one of `FAMILIES`: `"sd1"`, `"sd2"`,
-        `"sd2-depth"`) and `"files"`.
+        A dict with at least `"preset"` (one of `MANIFEST_PRESETS`: `"sd1"`,
+        `"sd2"`, `"sd2-depth"`, `"shapes"`, `"shapes-depth"`) and `"files"`.
 
     Raises:
         FileNotFoundError: when `directory` has no manifest.
@@ -377,9 +381,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
             f"`kerasmorph convert`? Received: directory={str(directory)!r}"
         )
     manifest = json.loads(path.read_text())
-    if manifest.get("preset") not in FAMILIES:
+    if manifest.get("preset") not in MANIFEST_PRESETS:
         raise ValueError(
-            f"{path} names no known preset ({', '.join(FAMILIES)}). "
+            f"{path} names no known preset ({', '.join(MANIFEST_PRESETS)}). "
             f"Received: preset={manifest.get('preset')!r}"
         )
     return manifest
@@ -389,6 +393,20 @@ def is_converted_dir(path: str | os.PathLike) -> bool:
     """True when `path` is a directory holding a `kerasmorph.json`."""
     candidate = Path(path).expanduser()
     return candidate.is_dir() and (candidate / MANIFEST_NAME).is_file()
+
+
+def manifest_npz_files(directory: str | os.PathLike) -> dict[str, Path]:
+    """The `.npz` weight files a folder's manifest lists (a merge of the `shapes` toys).
+
+    Returns:
+        Component -> path; empty when the folder is not a converted or
+        merged folder, or lists no `.npz` file.
+    """
+    if not is_converted_dir(directory):
+        return {}
+    folder = Path(directory).expanduser()
+    files = read_manifest(folder).get("files", {})
+    return {name: folder / file for name, file in files.items() if str(file).endswith(".npz")}
 
 
 def save_torch_file(path: str | os.PathLike, content: Mapping[str, Any]) -> Path:

@@ -7,17 +7,21 @@ input channels, stable-diffusion-2-depth) from the tensors, and fills KerasCV's
 weight mapped by name and shape-checked. One job per module:
 
 - `sources`: tensor sources (`open_checkpoint`: safetensors files, torch
-  files, diffusers folders; `LazyTensors`, the lazy mapping merges read);
-- `detect`: family detection from a key table (`detect_family`);
+  files, diffusers folders, kerasmorph `.npz` folders of the toys;
+  `LazyTensors`, the lazy mapping merges read);
+- `detect`: family detection from a key table (`detect_family`), and the
+  preset of a toy's `.npz` folder (`npz_folder_preset`);
 - `plans`: name plans, CompVis/diffusers names -> KerasCV variables
   (`weight_plan`, the UNet/VAE block tables);
 - `load`: tensors into KerasCV components (`load_component`) and the state
   dicts of built components;
 - `conversion`: `convert(checkpoint, out_dir)`, `.h5` files and the
   `kerasmorph.json` manifest (read back by `kerasmorph.weights`);
-- `writers`: streaming writers (safetensors files, diffusers folders, `.h5`);
-- `merge_files`: `merge_checkpoints`, files into a file and diffusers folders
-  into a folder, one tensor at a time (the math is `kerasmorph.merging`'s).
+- `writers`: streaming writers (safetensors files, diffusers folders, `.npz`
+  folders, `.h5`);
+- `merge_files`: `merge_checkpoints`, files into a file and folders into a
+  folder, one tensor at a time (the math is `kerasmorph.merging`'s), of one
+  format and one family.
 
 Importing it is cheap: TensorFlow, KerasCV, torch and h5py load on first use.
 
@@ -48,6 +52,7 @@ from kerasmorph.checkpoints.detect import (
     VAE_PREFIX,
     detect_family,
     model_family,
+    npz_folder_preset,
 )
 from kerasmorph.checkpoints.load import (
     assign_state_dict,
@@ -55,7 +60,11 @@ from kerasmorph.checkpoints.load import (
     compvis_state_dict,
     load_component,
 )
-from kerasmorph.checkpoints.merge_files import check_same_format, merge_checkpoints
+from kerasmorph.checkpoints.merge_files import (
+    check_one_family,
+    check_same_format,
+    merge_checkpoints,
+)
 from kerasmorph.checkpoints.plans import (
     Layout,
     TensorRef,
@@ -69,16 +78,19 @@ from kerasmorph.checkpoints.sources import (
     CheckpointFormat,
     DiffusersSource,
     LazyTensors,
+    NpzFolderSource,
     SafetensorsSource,
     StateDictSource,
     TensorSource,
     checkpoint_format,
+    npz_components,
     open_checkpoint,
 )
 from kerasmorph.checkpoints.writers import (
     DIFFUSERS_WEIGHT_FILES,
     save_diffusers_stream,
     save_legacy_h5,
+    save_npz_folder_stream,
     save_safetensors_stream,
 )
 from kerasmorph.constants import COMPONENTS
@@ -99,6 +111,7 @@ __all__ = [
     "Family",
     "LazyTensors",
     "Layout",
+    "NpzFolderSource",
     "MANIFEST_NAME",
     "SD1_TEXT_PREFIXES",
     "SD2_TEXT_PREFIX",
@@ -110,6 +123,7 @@ __all__ = [
     "UNET_PREFIX",
     "VAE_PREFIX",
     "assign_state_dict",
+    "check_one_family",
     "check_same_format",
     "checkpoint_format",
     "component_state_dict",
@@ -122,10 +136,13 @@ __all__ = [
     "load_component",
     "merge_checkpoints",
     "model_family",
+    "npz_components",
+    "npz_folder_preset",
     "open_checkpoint",
     "read_manifest",
     "save_diffusers_stream",
     "save_legacy_h5",
+    "save_npz_folder_stream",
     "save_safetensors_stream",
     "unet_blocks",
     "weight_plan",

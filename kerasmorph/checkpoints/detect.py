@@ -11,9 +11,14 @@ name plans (`kerasmorph.checkpoints.plans`) build on them.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+from pathlib import Path
+
 from kerasmorph.checkpoints.sources import CheckpointError, TensorSource
 from kerasmorph.models import depth
-from kerasmorph.weights import Family
+from kerasmorph.weights import MANIFEST_NAME, Family
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -198,3 +203,41 @@ def model_family(model, component: str) -> Family:
         channels = depth.latent_input_channels(model)
         return UNET_INPUT_CHANNELS.get(channels, {}).get(family, family)
     return family
+
+
+def npz_folder_preset(folder: str | os.PathLike) -> str:
+    """The preset that loads a kerasmorph `.npz` folder: `"shapes"` or `"shapes-depth"`.
+
+    Read from the folder's `kerasmorph.json` (a merge's output) or, for a
+    `kerasmorph.shapes.train` run (the shipped toys included), from the model
+    configuration in its `training.json`: 5 UNet input channels make
+    `shapes-depth`.
+
+    Raises:
+        CheckpointError: when neither file says, or the run trained other
+            widths than the `shapes` presets build.
+    """
+    from kerasmorph.shapes import model as shapes_model
+
+    folder = Path(folder)
+    if (folder / MANIFEST_NAME).is_file():
+        return json.loads((folder / MANIFEST_NAME).read_text())["preset"]
+    record = folder / "training.json"
+    if not record.is_file():
+        raise CheckpointError(
+            f"{folder} has .npz weights but neither {MANIFEST_NAME} nor training.json, so "
+            "kerasmorph cannot tell which preset loads them. Received: "
+            f"checkpoint={str(folder)!r}"
+        )
+    config = dict(json.loads(record.read_text()).get("model_config", {}))
+    channels = config.pop("input_channels", 4)
+    # Through JSON, as the record was written (tuples become lists).
+    expected = json.loads(json.dumps(dataclasses.asdict(shapes_model.ShapesConfig())))
+    expected.pop("input_channels")
+    if config != expected:
+        raise CheckpointError(
+            f"{folder} holds a model of other widths than the shapes presets build "
+            f"({config}); only full-size shapes runs load as a preset. Received: "
+            f"checkpoint={str(folder)!r}"
+        )
+    return "shapes-depth" if channels == depth.DEPTH_INPUT_CHANNELS else "shapes"

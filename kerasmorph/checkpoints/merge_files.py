@@ -30,18 +30,27 @@ import numpy as np
 
 from kerasmorph import merging
 from kerasmorph.atomic import atomic_path
+from kerasmorph.checkpoints.detect import detect_family, npz_folder_preset
 from kerasmorph.checkpoints.sources import (
     CheckpointError,
     CheckpointFormat,
     LazyTensors,
     checkpoint_format,
 )
-from kerasmorph.checkpoints.writers import save_diffusers_stream, save_safetensors_stream
+from kerasmorph.checkpoints.writers import (
+    save_diffusers_stream,
+    save_npz_folder_stream,
+    save_safetensors_stream,
+)
 from kerasmorph.paths import check_output_not_input
 from kerasmorph.progress import ProgressBar
 from kerasmorph.weights import MANIFEST_NAME
 
-_FORMAT_NAMES = {"compvis": "a single file", "diffusers": "a diffusers folder"}
+_FORMAT_NAMES = {
+    "compvis": "a single file",
+    "diffusers": "a diffusers folder",
+    "npz": "a kerasmorph .npz folder",
+}
 # Written into every merged diffusers folder: how it was made, and the mark
 # that lets a later merge replace the folder.
 MERGE_RECORD = "kerasmorph_merge.json"
@@ -82,7 +91,8 @@ def check_same_format(checkpoints: Mapping[str, str | os.PathLike]) -> Checkpoin
             -> the path.
 
     Returns:
-        The common format, `"compvis"` or `"diffusers"`.
+        The common format: `"compvis"`, `"diffusers"` or `"npz"` (kerasmorph
+        `.npz` folders: the `shapes` toys).
 
     Raises:
         FileNotFoundError: when a path does not exist.
@@ -106,13 +116,44 @@ def check_same_format(checkpoints: Mapping[str, str | os.PathLike]) -> Checkpoin
         raise CheckpointError(
             "Checkpoints merged or compared together must share one format: all "
             "single files (CompVis/A1111 .safetensors/.ckpt) or all diffusers folders "
-            "(unet/, vae/, text_encoder/). The two name their tensors differently, and "
+            "(unet/, vae/, text_encoder/), or all kerasmorph .npz folders (the shapes toys). "
+            "They name their tensors differently, and "
             "kerasmorph pairs the names only by building the KerasCV models. Convert "
             "the odd ones out first (a single file becomes a folder with diffusers' "
             "`StableDiffusionPipeline.from_single_file(FILE).save_pretrained(DIR)`). "
             f"Received: {received}"
         )
     return next(iter(formats.values()))
+
+
+# What a merge pairs: SD 2 depth is an SD 2 fine-tune with one wider conv.
+_MERGE_FAMILIES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sd2-depth": "SD 2.x"}
+
+
+def check_one_family(checkpoints: Mapping[str, str | os.PathLike]) -> None:
+    """Refuses to merge SD 1.x with SD 2.x checkpoints (their tensors do not pair).
+
+    Inputs whose family cannot be told (a VAE-only file for `take`, a partial
+    checkpoint) are not held against the others.
+
+    Raises:
+        CheckpointError: naming each input's family when two differ.
+    """
+    families = {}
+    for label, path in checkpoints.items():
+        if checkpoint_format(path) == "npz":
+            continue
+        try:
+            with LazyTensors(path) as tensors:
+                families[label] = _MERGE_FAMILIES[detect_family(tensors.source)]
+        except CheckpointError:
+            continue
+    if len(set(families.values())) > 1:
+        received = ", ".join(f"{label} is {family}" for label, family in families.items())
+        raise CheckpointError(
+            "Checkpoints merged together must be one family (all SD 1.x, or all SD 2.x "
+            f"with SD 2 depth): their tensors pair only within one. Received: {received}"
+        )
 
 
 class _PrefixView(Mapping):
@@ -229,8 +270,8 @@ def _check_merge_out(
         return
     if out.suffix in _WEIGHT_SUFFIXES or out.is_file():
         raise ValueError(
-            "diffusers folders merge into a diffusers folder: `out` must be a "
-            f"directory, not a file. Received: out={str(out)!r}"
+            f"Folders ({_FORMAT_NAMES[file_format]}) merge into a folder: `out` must be "
+            f"a directory, not a file. Received: out={str(out)!r}"
         )
     # The whole folder is replaced: no input may be it, hold it or lie in it.
     check_output_not_input(out, inputs, flag="out", replaces_contents=True)
@@ -336,8 +377,8 @@ def _check_merge_options(terms, target_coef: float, take: Mapping, dtype: str | 
     list(merging.iter_merge({}, [(coefficient, {}) for coefficient, _ in terms], target_coef))
 
 
-def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtype, report, verbose):
-    """Streams a merge of diffusers folders into `out`; returns the subfolders written."""
+def _check_take_has(take, take_paths) -> None:
+    """Refuses to take a component from a folder that has no weights for it."""
     for component, tensors in take.items():
         if component not in tensors.source.subfolders():
             raise CheckpointError(
@@ -345,6 +386,11 @@ def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtyp
                 f"{component}/ weights. Received: take={{{component!r}: "
                 f"{str(take_paths[component])!r}}}"
             )
+
+
+def _merge_folders(out: Path, target, terms, target_coef, take, take_paths, dtype, report, verbose):
+    """Streams a merge of diffusers folders into `out`; returns the subfolders written."""
+    _check_take_has(take, take_paths)
     progress = ProgressBar(_num_merged_tensors(target, take), verbose=verbose, unit_name="tensor")
     tensors = _iter_folder_merge(target, terms, target_coef, take, report)
     return save_diffusers_stream(out, progress.track(tensors), dtype=dtype)
@@ -376,13 +422,29 @@ def _stream_merge(out, file_format, target, terms, target_coef, take, dtype, rep
                 report,
                 verbose,
             )
+        if file_format == "npz":
+            _check_take_has(take_tensors, take)
         out.parent.mkdir(parents=True, exist_ok=True)
         progress = ProgressBar(len(target_tensors), verbose=verbose, unit_name="tensor")
         tensors = merging.iter_merge(
             target_tensors, term_tensors, target_coef, take=take_tensors, report=report
         )
+        if file_format == "npz":
+            return save_npz_folder_stream(out, progress.track(tensors), dtype=dtype)
         save_safetensors_stream(out, progress.track(tensors), dtype=dtype)
         return {}
+
+
+def _write_npz_manifest(folder: Path, target, written: Mapping[str, Path]) -> None:
+    """`kerasmorph.json` of a merged `.npz` folder: the target's preset loads it."""
+    manifest = {
+        "format": 1,
+        "preset": npz_folder_preset(Path(target).expanduser()),
+        "source": str(Path(target).expanduser().resolve()),
+        "files": {component: path.name for component, path in written.items()},
+    }
+    with atomic_path(folder / MANIFEST_NAME) as temporary:
+        temporary.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 def merge_checkpoints(
@@ -420,7 +482,15 @@ def merge_checkpoints(
       `model_index.json`, `scheduler/`, `tokenizer/`, and whole
       subfolders kerasmorph does not merge (`safety_checker/`, weights
       included, listed in the report), so diffusers' `from_pretrained`
-      reads `out` as it read the target.
+      reads `out` as it read the target;
+    - kerasmorph `.npz` folders (the `shapes` toys) merge into the folder
+      `out`, with a `kerasmorph.json` naming the target's preset, so
+      `Explorer(out)` (`--model out`) loads it.
+
+    The depth recipe keeps the depth model's 5-channel first convolution by
+    making the depth model the target: `base + 0.5 (depth - base) + 0.5
+    (style - base)` is target `depth`, `target_coef` 0.5, terms
+    `[(0.5, style), (0.0, base)]`.
 
     Tensors whose shape differs, that a model lacks, or that are not
     floating point are kept from the target and listed in the report. A
@@ -435,7 +505,8 @@ def merge_checkpoints(
             existing folder is replaced whole (built beside it, then swapped
             in) when kerasmorph wrote it or it is empty, else refused.
         target: the model whose names, shapes and leftovers the result keeps
-            (for folders, also its configs).
+            (for diffusers folders, also its configs; for `.npz` folders,
+            its preset).
         terms: `(coefficient, checkpoint)` pairs; a path may repeat, even
             the target's (each is opened once).
         target_coef: the target's own coefficient.
@@ -451,7 +522,8 @@ def merge_checkpoints(
 
     Raises:
         FileNotFoundError: when an input does not exist.
-        CheckpointError: for inputs of mixed formats (each named), a folder
+        CheckpointError: for inputs of mixed formats or families (each
+            named), a folder
             that is not a diffusers folder, or a `take` folder without the
             component.
         ValueError: for an `out` that does not fit the format, is (or is
@@ -477,6 +549,7 @@ def merge_checkpoints(
         **{f"take[{component!r}]": path for component, path in take.items()},
     }
     file_format = check_same_format(inputs)
+    check_one_family(inputs)
     out = Path(out).expanduser()
     _check_merge_out(out, file_format, inputs)
     report = merging.MergeRecorder()
@@ -484,10 +557,16 @@ def merge_checkpoints(
         # Streamed into a hidden temporary file, renamed over `out` at the end.
         _stream_merge(out, file_format, target, terms, target_coef, take, dtype, report, verbose)
         return report.freeze()
+    if file_format == "npz":
+        npz_folder_preset(Path(target).expanduser())  # Fails before anything is written.
     with _staged_folder(out) as staging:
         written = _stream_merge(
             staging, file_format, target, terms, target_coef, take, dtype, report, verbose
         )
+        if file_format == "npz":
+            _write_npz_manifest(staging, target, written)
+            _write_merge_record(staging, target, terms, target_coef, take, dtype)
+            return report.freeze()
         config_sources = {
             subfolder: Path(take.get(subfolder, target)).expanduser() for subfolder in written
         }

@@ -4,7 +4,10 @@ A CompVis/A1111 single file (`.safetensors` through the `safetensors`
 package, no torch needed; `.ckpt`/`.pt`/`.pth`/`.bin` through
 `kerasmorph.weights.load_torch_file`) or a diffusers folder (`unet/`, `vae/`,
 `text_encoder/`) opens as a `TensorSource`: names, shapes without reading
-data, and float32 (or stored-dtype) numpy arrays on demand. `LazyTensors`
+data, and float32 (or stored-dtype) numpy arrays on demand. So does a
+kerasmorph `.npz` folder (`text_encoder.npz`, `diffusion_model.npz`: the
+`shapes` toys, a `kerasmorph.shapes.train` run, or their merge), so the toys
+merge and compare like Stable Diffusion checkpoints. `LazyTensors`
 wraps one as the read-only `Mapping` that `kerasmorph.merging` iterates over.
 """
 
@@ -19,9 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kerasmorph.constants import COMPONENTS
 from kerasmorph.weights import load_torch_file
 
-CheckpointFormat = Literal["compvis", "diffusers"]
+CheckpointFormat = Literal["compvis", "diffusers", "npz"]
 _PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
@@ -34,8 +38,9 @@ class TensorSource(abc.ABC):
 
     Attributes:
         path: the file or folder read.
-        format: `"compvis"` (single file) or `"diffusers"` (folder); decides
-            which name of a `TensorRef` is looked up.
+        format: `"compvis"` (single file), `"diffusers"` (folder) or `"npz"`
+            (a kerasmorph `.npz` folder); decides which name of a `TensorRef`
+            is looked up.
     """
 
     format: CheckpointFormat = "compvis"
@@ -269,6 +274,77 @@ class DiffusersSource(TensorSource):
         self._sources = {}
 
 
+class NpzFolderSource(TensorSource):
+    """The `<component>.npz` files of a kerasmorph weights folder (the `shapes` toys).
+
+    Keys are `"<component>/NNN"`, the weight's index in the model's `weights`
+    order: `kerasmorph.shapes.model.load_weights` reads the files back in that
+    order, and the variable paths stored beside the index are Keras'
+    auto-numbered layer names, which differ between builds of one model.
+    """
+
+    format = "npz"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._files = {name: path / f"{name}.npz" for name in npz_components(path)}
+        if not self._files:
+            raise CheckpointError(
+                f"{path} holds no kerasmorph weight file ({', '.join(_NPZ_FILES)}). "
+                f"Received: checkpoint={str(path)!r}"
+            )
+        self._open: dict[str, Any] = {}
+        self._stored: dict[str, tuple[str, str]] = {}  # key -> (component, key in its file)
+        for component in self._files:
+            for stored in sorted(self._npz(component).files):
+                self._stored[f"{component}/{stored.split(':', 1)[0]}"] = (component, stored)
+
+    def _npz(self, component: str):
+        if component not in self._open:
+            try:
+                self._open[component] = np.load(self._files[component])
+            except Exception as error:  # zipfile/pickle errors of a damaged file.
+                raise CheckpointError(
+                    f"Could not read {self._files[component]} as a kerasmorph .npz weight "
+                    f"file (truncated?). Cause: {type(error).__name__}: {error}"
+                ) from error
+        return self._open[component]
+
+    def subfolders(self) -> list[str]:
+        """The components that have a weight file."""
+        return list(self._files)
+
+    def keys(self) -> list[str]:
+        return list(self._stored)
+
+    def _array(self, key: str) -> np.ndarray:
+        component, stored = self._stored[key]
+        return self._npz(component)[stored]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._array(key).shape)
+
+    def get(self, key: str) -> np.ndarray:
+        return self._array(key).astype(np.float32)
+
+    def get_native(self, key: str) -> np.ndarray:
+        return self._array(key)
+
+    def close(self) -> None:
+        for file in self._open.values():
+            file.close()
+        self._open = {}
+
+
+_NPZ_FILES = tuple(f"{component}.npz" for component in COMPONENTS)
+
+
+def npz_components(folder: str | os.PathLike) -> list[str]:
+    """The components with a `<component>.npz` file in `folder` (empty if none)."""
+    folder = Path(folder)
+    return [component for component in COMPONENTS if (folder / f"{component}.npz").is_file()]
+
+
 def _open_file(path: Path, prefix: str = "") -> TensorSource:
     if path.suffix == ".safetensors":
         return SafetensorsSource(path, prefix)
@@ -296,13 +372,17 @@ def checkpoint_format(checkpoint: str | os.PathLike) -> CheckpointFormat:
         checkpoint: a `.safetensors`/`.ckpt` file or a diffusers folder.
 
     Returns:
-        `"diffusers"` for a folder, `"compvis"` for a file (the value of
+        `"npz"` for a folder of kerasmorph `.npz` weight files, `"diffusers"`
+        for another folder, `"compvis"` for a file (the value of
         `TensorSource.format` once opened).
 
     Raises:
         FileNotFoundError: when the path does not exist.
     """
-    return "diffusers" if _existing(checkpoint).is_dir() else "compvis"
+    path = _existing(checkpoint)
+    if not path.is_dir():
+        return "compvis"
+    return "npz" if npz_components(path) else "diffusers"
 
 
 def open_checkpoint(checkpoint: str | os.PathLike) -> TensorSource:
@@ -329,7 +409,7 @@ def open_checkpoint(checkpoint: str | os.PathLike) -> TensorSource:
     """
     path = _existing(checkpoint)
     if path.is_dir():
-        return DiffusersSource(path)
+        return NpzFolderSource(path) if npz_components(path) else DiffusersSource(path)
     return _open_file(path)
 
 

@@ -203,3 +203,51 @@ def save_diffusers_stream(
             metadata={"format": "pt"},
         )
     return written
+
+
+def save_npz_folder_stream(
+    out_dir: str | os.PathLike,
+    tensors: Iterable[tuple[str, np.ndarray]],
+    *,
+    dtype: str | None = None,
+) -> dict[str, Path]:
+    """Writes `("<component>/NNN", array)` pairs as a kerasmorph `.npz` weights folder.
+
+    The layout `kerasmorph.shapes.model.save_weights` writes and
+    `NpzFolderSource` reads: one `<component>.npz` per component, its arrays
+    keyed by their index (the order `load_weights` assigns them in). Each
+    file appears whole or not at all. Unlike the safetensors writers this
+    holds one component's arrays at a time (the toys' are a few MB).
+
+    Args:
+        out_dir: the folder (created if needed).
+        tensors: `(name, array)` pairs, each component's one after another.
+        dtype: cast floating-point arrays to this; default: as they come.
+
+    Returns:
+        Component -> the file written, in the order written.
+
+    Raises:
+        ValueError: for a name without a component prefix, or a component
+            whose arrays come in two separate runs.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for component, items in itertools.groupby(tensors, key=lambda item: item[0].split("/")[0]):
+        if component in written or not component:
+            raise ValueError(
+                "Each component's tensors must come together, named '<component>/NNN'. "
+                f"Received: a second run of {component!r}"
+            )
+        arrays = {}
+        for name, array in items:
+            array = np.asarray(array)
+            if dtype is not None and np.issubdtype(array.dtype, np.floating):
+                array = array.astype(dtype)
+            arrays[name.split("/", 1)[1]] = array
+        path = out_dir / f"{component}.npz"
+        with atomic_path(path, mode=0o644) as temporary, open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+        written[component] = path
+    return written

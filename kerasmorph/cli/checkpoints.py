@@ -25,7 +25,9 @@ def register(subparsers, shared: SharedArguments) -> None:
         "checkpoint", help="a .safetensors/.ckpt single file or a diffusers folder"
     )
     convert.add_argument("--out", required=True, help="output directory")
-    convert.add_argument("--family", choices=("sd1", "sd2"), default=None, help="default: detected")
+    convert.add_argument(
+        "--family", choices=("sd1", "sd2", "sd2-depth"), default=None, help="default: detected"
+    )
     convert.add_argument("--overwrite", action="store_true", help="replace existing files")
     convert.add_argument(
         "--prediction-type",
@@ -58,11 +60,20 @@ def _register_merge(subparsers, shared: SharedArguments) -> None:
         description="Merges checkpoints tensor by tensor. Every input is a "
         "single-file checkpoint (.safetensors/.ckpt), or every input is a "
         "diffusers folder (unet/, vae/, text_encoder/); the two cannot be mixed. "
-        "Tensors whose shapes differ or that a model lacks are kept from the "
-        "target (--base, or A) and listed.",
+        "kerasmorph .npz folders (the shapes toys; `shapes` and `shapes-depth` name the "
+        "shipped ones) merge too. Tensors whose shapes differ or that a model lacks are "
+        "kept from the target (--target, else --base, or A) and listed. The depth recipe: "
+        "--base SD2 --add DEPTH:0.5 --add STYLE:0.5 --target DEPTH --take-vae STYLE.",
         parents=[shared.quiet],
     )
     merge.add_argument("--base", help="the model the --add fine-tunes started from")
+    merge.add_argument(
+        "--target",
+        metavar="PATH",
+        help="with --add: the model (--base or an --add) whose tensor names, configs and "
+        "shape-mismatched tensors the merge keeps (default --base); the depth recipe "
+        "passes the depth model, so its 5-channel first convolution survives",
+    )
     merge.add_argument(
         "--add",
         action="append",
@@ -131,6 +142,22 @@ def run_convert(args: argparse.Namespace, session: Session) -> int:
     return 0
 
 
+def _checkpoint_path(text: str) -> str:
+    """A merge/similarity input: a path, or a toy preset's shipped weights folder."""
+    from kerasmorph.models import bundled_weights_dir
+    from kerasmorph.presets import PRESETS
+
+    if not Path(text).expanduser().exists() and text in PRESETS:
+        folder = bundled_weights_dir(PRESETS[text])
+        if folder is not None:
+            return str(folder)
+    return text
+
+
+def _same_path(a: str, b: str) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
 def _merge_plan(
     args: argparse.Namespace,
 ) -> tuple[dict[str, str], str, list[tuple[float, str]], float]:
@@ -140,17 +167,34 @@ def _merge_plan(
     `kerasmorph.checkpoints.merge_checkpoints`.
     """
     if args.add:
-        inputs = {"--base": args.base}
-        inputs.update({f"--add #{index}": path for index, (path, _) in enumerate(args.add, 1)})
+        base = _checkpoint_path(args.base)
+        adds = [(_checkpoint_path(path), coefficient) for path, coefficient in args.add]
+        inputs = {"--base": base}
+        inputs.update({f"--add #{index}": path for index, (path, _) in enumerate(adds, 1)})
         # base + sum c_i (model_i - base), tensor by tensor.
-        terms = [(coefficient, path) for path, coefficient in args.add]
-        terms.append((-sum(coefficient for _, coefficient in args.add), args.base))
-        return inputs, args.base, terms, 1.0
+        terms = [(coefficient, path) for path, coefficient in adds]
+        terms.append((-sum(coefficient for _, coefficient in adds), base))
+        if args.target is None or _same_path(_checkpoint_path(args.target), base):
+            return inputs, base, terms, 1.0
+        target = _checkpoint_path(args.target)
+        if not any(_same_path(target, path) for path, _ in adds):
+            raise CommandError(
+                "--target must be --base or one of the --add models (its tensors are "
+                f"summed like theirs). Received: --target {args.target}"
+            )
+        # The same sum with another target: it only decides the names, the
+        # configs and which model's tensors survive a shape mismatch.
+        terms[-1] = (1.0 + terms[-1][0], base)
+        return inputs, target, terms, 0.0
+    if args.target is not None:
+        raise CommandError(
+            "--target goes with --base/--add; --weighted-sum and --add-difference keep A's tensors"
+        )
     if args.weighted_sum is not None:
-        a, b = args.weighted_sum
+        a, b = map(_checkpoint_path, args.weighted_sum)
         inputs = {"--weighted-sum A": a, "--weighted-sum B": b}
         return inputs, a, [(args.alpha, b)], 1.0 - args.alpha
-    a, b, c = args.add_difference
+    a, b, c = map(_checkpoint_path, args.add_difference)
     inputs = {"--add-difference A": a, "--add-difference B": b, "--add-difference C": c}
     return inputs, a, [(args.alpha, b), (-args.alpha, c)], 1.0
 
@@ -165,9 +209,9 @@ def _merged_path(text: str, file_format: str) -> Path:
             )
         return out if out.suffix else out / "merged.safetensors"
     if out.suffix in _CHECKPOINT_SUFFIXES:
+        kind = "diffusers folders" if file_format == "diffusers" else "kerasmorph .npz folders"
         raise CommandError(
-            "diffusers folders merge into a diffusers folder: --out must be a "
-            f"directory. Received: --out {text}"
+            f"{kind} merge into a folder: --out must be a directory. Received: --out {text}"
         )
     return out
 
@@ -183,31 +227,33 @@ def run_merge(args: argparse.Namespace, session: Session) -> int:
     if args.add and args.base is None:
         raise CommandError("--add needs --base (the model the fine-tunes started from)")
     inputs, target, terms, target_coef = _merge_plan(args)
-    if args.take_vae:
-        inputs["--take-vae"] = args.take_vae
+    take_vae = _checkpoint_path(args.take_vae) if args.take_vae else None
+    if take_vae:
+        inputs["--take-vae"] = take_vae
     # Single files and diffusers folders name their tensors differently.
     file_format = checkpoints.check_same_format(inputs)
     merged = _merged_path(args.out, file_format)
     out = Path(args.out)
-    # A diffusers merge replaces the whole --out folder; a single-file merge
+    # A folder merge replaces the whole --out folder; a single-file merge
     # writes MERGED (and, into a directory --out, the KerasCV conversion).
-    outputs = (
-        {"--out": out}
-        if file_format == "diffusers"
-        else {"--out": out, "--out (merged file)": merged}
-    )
-    check_outputs(outputs, inputs, directories=("--out",) if file_format == "diffusers" else ())
+    folders = file_format != "compvis"
+    outputs = {"--out": out} if folders else {"--out": out, "--out (merged file)": merged}
+    check_outputs(outputs, inputs, directories=("--out",) if folders else ())
     report = checkpoints.merge_checkpoints(
         merged,
         target,
         terms,
         target_coef,
-        take={"vae": args.take_vae} if args.take_vae else None,
+        take={"vae": take_vae} if take_vae else None,
         dtype="float16" if args.half else None,
         verbose=not args.quiet,
     )
     print(report.summary(), file=sys.stderr)
     print(merged)
+    if file_format == "npz":  # Loads as it is: its manifest names the preset.
+        preset = checkpoints.read_manifest(out)["preset"]
+        print(f"preset {preset}: use --model {out}")
+        return 0
     # A directory --out also gets the KerasCV conversion, beside the merge.
     if (file_format == "diffusers" or not out.suffix) and not args.no_convert:
         result = checkpoints.convert(merged, out, overwrite=True, verbose=not args.quiet)
@@ -225,20 +271,30 @@ def run_similarity(args: argparse.Namespace, session: Session) -> int:
 
     if args.plot is None and args.csv is None:
         raise CommandError("give --plot PNG and/or --csv CSV")
-    inputs = {"A": args.a, "B": args.b}
+    inputs = {"A": _checkpoint_path(args.a), "B": _checkpoint_path(args.b)}
     if args.base is not None:
-        inputs["--base"] = args.base
+        inputs["--base"] = _checkpoint_path(args.base)
     checkpoints.check_same_format(inputs)
     check_outputs({"--plot": args.plot, "--csv": args.csv}, inputs)
+    skipped: list[tuple[str, str]] = []
     with contextlib.ExitStack() as stack:
-        a, b = (stack.enter_context(checkpoints.LazyTensors(path)) for path in (args.a, args.b))
+        a, b = (stack.enter_context(checkpoints.LazyTensors(inputs[key])) for key in ("A", "B"))
         if args.base is not None:
-            base = stack.enter_context(checkpoints.LazyTensors(args.base))
+            base = stack.enter_context(checkpoints.LazyTensors(inputs["--base"]))
             a, b = merging.TaskVectorView(base, a), merging.TaskVectorView(base, b)
         progress = ProgressBar(len(a), verbose=not args.quiet, unit_name="tensor")
-        rows = merging.cosine_similarities(a, b, on_tensor=progress)
+        rows = merging.cosine_similarities(a, b, on_tensor=progress, skipped=skipped)
+    # Layers that cannot be compared (a depth model's first conv) are named, not dropped.
+    for name, reason in skipped:
+        print(f"not compared: {name}: {reason}", file=sys.stderr)
     if not rows:
         raise CommandError("the two checkpoints share no tensors of equal shape")
+    cosines = np.asarray([row.cosine for row in rows])
+    if np.isnan(cosines).all():
+        raise CommandError(
+            "every cosine is NaN: a compared model (or task vector) is all zeros, e.g. B is "
+            "--base itself"
+        )
     if args.csv is not None:
         Path(args.csv).write_text(merging.similarity_csv(rows))
         print(args.csv)
@@ -250,7 +306,6 @@ def run_similarity(args: argparse.Namespace, session: Session) -> int:
         )
         figure.savefig(args.plot)
         print(args.plot)
-    cosines = np.asarray([row.cosine for row in rows])
     print(
         f"{len(rows)} layers, cosine median {np.nanmedian(cosines):.6f}, "
         f"min {np.nanmin(cosines):.6f}",

@@ -103,6 +103,8 @@ class ComponentStore:
         self.weight_paths: dict[str, os.PathLike | str] = dict(
             weights_lib.resolve_weights(needed, weights_dir, download)
         )
+        if weights_dir is not None:  # A merge of the shapes toys lists its .npz files.
+            self.weight_paths.update(weights_lib.manifest_npz_files(weights_dir))
         if preset.licence:
             logger.info(preset.licence)
 

@@ -30,6 +30,7 @@ from kerasmorph.licences import show_licence_notice
 from kerasmorph.models import depth, tiny
 from kerasmorph.presets import Preset
 from kerasmorph.progress import ProgressBar
+from kerasmorph.shapes import model as shapes_model
 from kerasmorph.shapes import pretrained as shapes_pretrained
 
 
@@ -84,11 +85,13 @@ BUILDERS: dict[str, Callable[[Component, int, int, int], Any]] = {
     "tiny": _build_tiny,
     "shapes": shapes_pretrained.build_component,
     "shapes-depth": shapes_pretrained.build_depth_component,
+    "shapes-black": shapes_pretrained.builder_of("shapes-black"),
 }
 # Architecture -> `() -> Path` of the weights that ship inside kerasmorph.
 _BUNDLED_WEIGHTS: dict[str, Callable[[], Path]] = {
     "shapes": shapes_pretrained.weights_dir,
     "shapes-depth": lambda: shapes_pretrained.weights_dir(depth=True),
+    "shapes-black": lambda: shapes_pretrained.weights_dir(toy="shapes-black"),
 }
 
 
@@ -158,7 +161,9 @@ def build_component(
         img_height: image height in pixels (fixes the UNet/decoder input shape).
         img_width: image width in pixels.
         weights_path: a file for `model.load_weights` (KerasCV `.h5` or Keras 3
-            `.weights.h5`); `None` keeps the random initialisation.
+            `.weights.h5`), or a kerasmorph `.npz` file (a merge of the
+            `shapes` toys); `None` keeps the random initialisation (or the
+            toys' shipped weights).
         precision: Keras dtype policy to build with.
         seed: weight seed of random presets.
         verbose: once the weights file is loaded, show the tensors loaded
@@ -185,7 +190,10 @@ def build_component(
     if weights_path is not None:
         progress = ProgressBar(len(model.weights), verbose=verbose, unit_name="tensor")
         try:
-            model.load_weights(os.fspath(weights_path))
+            if os.fspath(weights_path).endswith(".npz"):
+                shapes_model.load_weights(model, weights_path)
+            else:
+                model.load_weights(os.fspath(weights_path))
         except Exception as error:  # h5py, ValueError: report them uniformly.
             raise WeightsLoadError(
                 f"Could not load {weights_path} into the {preset.name!r} "

@@ -45,6 +45,10 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "yellow": (240, 200, 0),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+# Background colours: the dataset's white, and the black of the style fine-tune
+# (`shapes.train --background black`) that stands in for a style fine-tune in
+# the depth + task-arithmetic recipe.
+BACKGROUNDS: dict[str, int] = {"white": 255, "black": 0}
 # Shape width as a fraction of the image width.
 MIN_SIZE, MAX_SIZE = 0.3, 0.7
 SMALL_BELOW, LARGE_ABOVE = 0.42, 0.58
@@ -148,11 +152,17 @@ def coverage(sample: Sample, image_size: int = IMAGE_SIZE, supersample: int = 4)
     return inside.reshape(image_size, supersample, image_size, supersample).mean((1, 3))
 
 
-def render(sample: Sample, image_size: int = IMAGE_SIZE, supersample: int = 4) -> np.ndarray:
-    """Draws a sample: uint8 (image_size, image_size, 3), white background."""
+def render(
+    sample: Sample, image_size: int = IMAGE_SIZE, supersample: int = 4, background: str = "white"
+) -> np.ndarray:
+    """Draws a sample: uint8 (image_size, image_size, 3), on a `BACKGROUNDS` colour."""
+    if background not in BACKGROUNDS:
+        raise ValueError(
+            f"`background` must be one of {tuple(BACKGROUNDS)}. Received: background={background!r}"
+        )
     alpha = coverage(sample, image_size, supersample)[..., None]
     colour = np.asarray(COLOURS[sample.colour], dtype=np.float32)
-    image = 255.0 * (1 - alpha) + colour * alpha
+    image = BACKGROUNDS[background] * (1 - alpha) + colour * alpha
     return np.round(image).astype(np.uint8)
 
 
@@ -202,6 +212,7 @@ def generate_batch(
     image_size: int = IMAGE_SIZE,
     supersample: int = 4,
     options: CaptionOptions = CaptionOptions(),
+    background: str = "white",
 ) -> tuple[np.ndarray, list[str], list[Sample]]:
     """Draws a batch of images and captions.
 
@@ -210,7 +221,9 @@ def generate_batch(
         batch_size: number of samples.
         image_size: image side in pixels.
         supersample: sub-pixels per side for anti-aliasing.
-        options: caption probabilities.
+        options: caption probabilities. On a black background the suffix
+            " on a white background" is never added (it would be false).
+        background: a `BACKGROUNDS` name.
 
     Returns:
         `(images, captions, samples)`: uint8 (N, S, S, 3), N strings, N `Sample`s.
@@ -223,7 +236,9 @@ def generate_batch(
     ```
     """
     samples = sample_shapes(rng, batch_size)
-    images = np.stack([render(s, image_size, supersample) for s in samples])
+    images = np.stack([render(s, image_size, supersample, background) for s in samples])
+    if background != "white":
+        options = dataclasses.replace(options, background=0.0)
     captions = [caption(s, rng, options) for s in samples]
     return images, captions, samples
 
@@ -361,6 +376,19 @@ def colour_shares(image: np.ndarray) -> dict[str, float]:
     for index, name in enumerate(COLOURS):
         shares[name] = float(np.mean(nearest == index))
     return shares
+
+
+def background_darkness(image: np.ndarray) -> float:
+    """1 − the mean grey level of the pixels outside the shape, in [0, 1].
+
+    About 0 on the dataset's white background, about 1 on the black one of
+    the style fine-tune (`shapes-black`); 1 for an image that is all shape.
+    """
+    mask = shape_mask(image)
+    if mask.all():
+        return 1.0
+    grey = np.asarray(image, dtype=np.float32).mean(-1) / 255.0
+    return float(1.0 - grey[~mask].mean())
 
 
 def edge_energy(image: np.ndarray) -> float:

@@ -73,6 +73,11 @@ class TrainConfig:
         depth: train a depth model: each batch also holds the scenes' depth maps
             (`data.depth_map`, normalised by `images.depth_to_latent`),
             concatenated to the noisy latents as a 5th channel.
+        background: the scenes' background, a `data.BACKGROUNDS` name
+            (`"black"` trains the style fine-tune of the depth recipe).
+        train_text_encoder: also train the text encoder (False keeps it as
+            initialised: a fine-tune that changes only the UNet, as
+            stable-diffusion-2-depth's did).
     """
 
     batch_size: int = 64
@@ -86,6 +91,16 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     supersample: int = 2
     depth: bool = False
+    background: str = "white"
+    train_text_encoder: bool = True
+
+
+def _trained_weights(models: "_Models", config: TrainConfig, ema: bool = False) -> list:
+    """The weights a run trains (or their EMA copies): the UNet's, and the text encoder's."""
+    text_encoder = models.ema_text_encoder if ema else models.text_encoder
+    unet = models.ema_unet if ema else models.unet
+    text = text_encoder.trainable_weights if config.train_text_encoder else []
+    return text + unet.trainable_weights
 
 
 def tokenize_words(caption: str) -> list[int]:
@@ -117,7 +132,7 @@ def _batches(seed: int, config: TrainConfig, stop: threading.Event, out: queue.Q
     empty = tokenize_words("")
     while not stop.is_set():
         images, captions, samples = data_lib.generate_batch(
-            rng, config.batch_size, supersample=config.supersample
+            rng, config.batch_size, supersample=config.supersample, background=config.background
         )
         tokens = np.asarray(
             [
@@ -242,8 +257,8 @@ def _make_train_step(models: _Models, optimizer, config: TrainConfig, seed: int)
     from kerasmorph.schedulers.ddim import kerascv_alphas_cumprod
 
     text_encoder, unet = models.text_encoder, models.unet
-    trainable = text_encoder.trainable_weights + unet.trainable_weights
-    ema_weights = models.ema_text_encoder.trainable_weights + models.ema_unet.trainable_weights
+    trainable = _trained_weights(models, config)
+    ema_weights = _trained_weights(models, config, ema=True)
     alphas = tf.constant(kerascv_alphas_cumprod(), dtype=tf.float32)
     half = model_lib.TIME_EMBEDDING_DIM // 2
     freqs = tf.exp(-math.log(10000) * tf.cast(tf.range(half), tf.float32) / half)
@@ -438,8 +453,7 @@ def train(
         "diffusion_model": int(models.unet.count_params()),
     }
     log(f"parameters: {num_parameters}")
-    trainable = models.text_encoder.trainable_weights + models.unet.trainable_weights
-    optimizer = _build_optimizer(config, trainable)
+    optimizer = _build_optimizer(config, _trained_weights(models, config))
     train_step = _make_train_step(models, optimizer, config, seed)
     stop, batches = _start_batches(seed, config)
 
@@ -502,6 +516,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="train a depth model (5-channel UNet input; with --init, the new channel starts "
         "at zero)",
     )
+    parser.add_argument(
+        "--background",
+        choices=tuple(data_lib.BACKGROUNDS),
+        default="white",
+        help="the scenes' background (black: the style fine-tune of the depth recipe)",
+    )
+    parser.add_argument(
+        "--freeze-text-encoder",
+        action="store_true",
+        help="train the UNet only (the text encoder keeps its --init weights)",
+    )
     args = parser.parse_args(argv)
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 50.0
     train(
@@ -515,6 +540,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             learning_rate=args.learning_rate,
             final_learning_rate=args.final_learning_rate,
             depth=args.depth,
+            background=args.background,
+            train_text_encoder=not args.freeze_text_encoder,
         ),
         init=args.init,
         model_config=dataclasses.replace(
