@@ -97,7 +97,7 @@ HEAVY_ALLOWED = {
     "kerasmorph.devices": {"tensorflow"},
     "kerasmorph.weights": {"torch"},  # Reading pickled files, lazily.
     "kerasmorph.schedulers": {"tensorflow", "keras_cv"},  # The compiled update; KerasCV's table.
-    "kerasmorph.models": {"tensorflow", "keras", "keras_cv"},
+    "kerasmorph.models": {"tensorflow", "keras", "keras_cv", "keras_hub"},  # The depth estimator.
     "kerasmorph.kerascv_internals": {"keras", "keras_cv"},
     "kerasmorph.shapes": {"tensorflow", "keras", "keras_cv"},
     "kerasmorph.sampler": {"tensorflow"},

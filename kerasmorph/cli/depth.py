@@ -19,7 +19,14 @@ def register(subparsers, shared: SharedArguments) -> None:
         "--depth",
         metavar="DEPTH",
         help="the depth map: an 8/16-bit greyscale PNG/TIFF or .npy, larger values nearer "
-        "(required: no depth estimator runs offline)",
+        "(default: estimated from IMAGE by --depth-estimator)",
+    )
+    own.add_argument(
+        "--depth-estimator",
+        metavar="DIR",
+        help="without --depth: a local KerasHub DepthAnything preset folder that estimates the "
+        "map from IMAGE (default $KERASMORPH_DEPTH_ESTIMATOR; never downloaded; needs "
+        "kerasmorph[depth])",
     )
     own.add_argument(
         "--strength",
@@ -44,7 +51,8 @@ def run_depth2img(args: argparse.Namespace, session: Session) -> int:
 
     out = check_image_out(args.out)
     outputs = {"--out": out, "--save-depth": args.save_depth}
-    check_outputs(outputs, {"IMAGE": args.image, **model_inputs(args)})
+    inputs = {"IMAGE": args.image, "--depth-estimator": args.depth_estimator}
+    check_outputs(outputs, {**inputs, **model_inputs(args)})
     if args.save_depth is not None and not args.save_depth.lower().endswith(".png"):
         raise CommandError(f"--save-depth writes a 16-bit PNG. Received: {args.save_depth!r}")
     explorer = session.explorer_for(args)
@@ -61,10 +69,13 @@ def run_depth2img(args: argparse.Namespace, session: Session) -> int:
         scheduler=build_scheduler(args),
         seed=args.seed,
         negative_prompt=args.negative_prompt,
+        depth_estimator=args.depth_estimator,
     )
     print(export.save_frame(out, frames[0]))
     if args.save_depth is not None:
-        depth = explorer.set_depth_map(args.depth)  # The same map, normalised.
+        from kerasmorph import models
+
+        depth = models.depth.stored_depth_map(explorer.diffusion_model)  # The map the UNet saw.
         size = (explorer.img_height, explorer.img_width)
         print(export.save_grey16(args.save_depth, depth_image(depth, size)))
     return 0

@@ -23,9 +23,24 @@ if TYPE_CHECKING:
 
 NO_ESTIMATOR = (
     "No depth map given: pass depth_map= (CLI: --depth DEPTH.png, an 8/16-bit greyscale PNG or "
-    ".npy, larger values nearer). kerasmorph does not estimate depth offline: no depth "
-    "estimator's weights are on this machine."
+    ".npy, larger values nearer), or a local KerasHub DepthAnything preset folder as "
+    "depth_estimator= (CLI: --depth-estimator DIR, or $KERASMORPH_DEPTH_ESTIMATOR); "
+    "kerasmorph never downloads one."
 )
+
+
+def estimated_depth(explorer: "Explorer", image: Any, depth_estimator: Any) -> np.ndarray:
+    """The depth of the first of `image` by the estimator `depth_estimator` names (or the
+    environment's): float32 (h, w). Raises `InputError(NO_ESTIMATOR)` when none is named."""
+    path = models.depth_estimator.estimator_path(depth_estimator)
+    if path is None:
+        raise InputError(NO_ESTIMATOR)
+    estimator = explorer._store.memo(
+        ("depth_estimator", str(path.resolve())),
+        lambda: models.depth_estimator.load_depth_estimator(path),
+    )
+    pictures = explorer.load_images(image)
+    return models.depth_estimator.estimate_depth(estimator, pictures[:1])[0]
 
 
 def set_depth_map(explorer: "Explorer", depth_map: Any, normalised: bool = False) -> np.ndarray:

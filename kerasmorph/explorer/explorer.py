@@ -995,13 +995,19 @@ class Explorer:
         diffusion_noise: np.ndarray | None = None,
         negative_prompt: str | None = None,
         scheduler: str | Scheduler | None = None,
+        depth_estimator: str | None = None,
     ) -> np.ndarray:
         """Depth-to-image (SD 2 depth): img2img whose UNet also sees a depth map.
 
         Args:
             image: as `image_to_image`.
             prompt: as `image_to_image`.
-            depth_map: see `set_depth_map` (required: no estimator runs offline).
+            depth_map: see `set_depth_map`; default: estimated from the
+                (first) image by `depth_estimator`.
+            depth_estimator: a local KerasHub depth-estimator preset folder
+                (DepthAnything V2; `models.depth_estimator`), used when
+                `depth_map` is None; default `$KERASMORPH_DEPTH_ESTIMATOR`.
+                Nothing is downloaded.
             strength: in [0, 1] (diffusers' default 0.8).
             num_steps, unconditional_guidance_scale, seed, diffusion_noise,
                 negative_prompt, scheduler: as `image_to_image`.
@@ -1009,6 +1015,8 @@ class Explorer:
         Returns:
             uint8 (N, img_height, img_width, 3).
         """
+        if depth_map is None and self.takes_depth:
+            depth_map = depth_task.estimated_depth(self, image, depth_estimator)
         self.set_depth_map(depth_map)
         return self.image_to_image(
             image, prompt, strength=strength, num_steps=num_steps,

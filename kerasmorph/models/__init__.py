@@ -10,6 +10,7 @@
 - `kerascv`: building and reading `keras_cv.models.StableDiffusion`(V2);
 - `textual_inversion`: growing the text encoder's vocabulary;
 - `depth`: depth UNets (a 5-channel latent input) wrapped to store their depth map;
+- `depth_estimator`: depth maps from pictures (KerasHub's DepthAnything, local presets);
 - `tiny`: the `tiny` preset's seeded components.
 
 Importing it is cheap: TensorFlow, Keras and KerasCV load when a model is built.
@@ -17,7 +18,7 @@ Importing it is cheap: TensorFlow, Keras and KerasCV load when a model is built.
 
 from __future__ import annotations
 
-from kerasmorph.models import depth, tiny
+from kerasmorph.models import depth, depth_estimator, tiny
 from kerasmorph.models.attention import (
     interpolate_cross_attention,
     pack_contexts,
@@ -72,6 +73,7 @@ __all__ = [
     "resize_component",
     "rewire_context_length",
     "depth",
+    "depth_estimator",
     "tiny",
     "token_embedding_matrix",
     "unpack_contexts",

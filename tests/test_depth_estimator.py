@@ -1,0 +1,93 @@
+"""Depth maps estimated from the picture: KerasHub's DepthAnything from a local preset folder.
+
+The estimator is a tiny random `DepthAnythingDepthEstimator` saved here with
+KerasHub's own `save_to_preset`, so the real loading path runs offline; its
+maps are noise, so the tests check the plumbing (the map the UNet holds is the
+estimate, normalised), not depth quality.
+"""
+
+import numpy as np
+import pytest
+
+import kerasmorph
+from kerasmorph import cli, images
+from kerasmorph.errors import InputError
+from kerasmorph.models import depth_estimator
+from kerasmorph.shapes import data as shapes_data
+
+_SESSION = cli.Session()
+START = shapes_data.render(shapes_data.Sample("blue", "triangle", 0.4, (0.3, 0.3)))
+
+
+def test_a_folder_that_is_not_a_preset_names_the_missing_files(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="task.json, model.weights.h5 missing") as info:
+        depth_estimator.load_depth_estimator(tmp_path)
+    assert "pass --depth" in str(info.value)
+
+
+def test_no_map_and_no_estimator_says_what_to_pass(monkeypatch):
+    monkeypatch.delenv(depth_estimator.DEPTH_ESTIMATOR_ENV, raising=False)
+    explorer = kerasmorph.Explorer("shapes-depth", verbose=False)
+    with pytest.raises(InputError, match="--depth-estimator DIR"):
+        explorer.depth_to_image(START, "a red circle", num_steps=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def preset(tmp_path_factory):
+    keras_hub = pytest.importorskip("keras_hub", reason="needs kerasmorph[depth] (keras-hub)")
+    size = 112  # 8 patches of 14: the smallest the neck's 0.5 reassembly accepts.
+    encoder = keras_hub.models.DINOV2Backbone(
+        patch_size=14, num_layers=4, hidden_dim=16, num_heads=2, intermediate_dim=32,
+        image_shape=(size, size, 3), position_embedding_shape=(size, size),
+    )  # fmt: skip
+    backbone = keras_hub.models.DepthAnythingBackbone(
+        image_encoder=encoder, reassemble_factors=[4, 2, 1, 0.5], neck_hidden_dims=[8, 8, 8, 8],
+        fusion_hidden_dim=8, head_hidden_dim=8, head_in_index=-1,
+        feature_keys=["stage1", "stage2", "stage3", "stage4"],
+    )  # fmt: skip
+    converter = keras_hub.layers.DepthAnythingImageConverter(image_size=(size, size))
+    preprocessor = keras_hub.models.DepthAnythingDepthEstimatorPreprocessor(
+        image_converter=converter
+    )
+    estimator = keras_hub.models.DepthAnythingDepthEstimator(
+        backbone=backbone, depth_estimation_type="relative", preprocessor=preprocessor
+    )
+    folder = tmp_path_factory.mktemp("depth-anything") / "preset"
+    estimator.save_to_preset(str(folder))
+    return folder
+
+
+def test_depth_to_image_estimates_the_map_from_the_picture(preset, monkeypatch):
+    loads = []
+    real_load = depth_estimator.load_depth_estimator
+    monkeypatch.setattr(
+        depth_estimator, "load_depth_estimator", lambda path: loads.append(path) or real_load(path)
+    )
+    explorer = kerasmorph.Explorer("shapes-depth", verbose=False)
+    frames = explorer.depth_to_image(
+        START, "a red circle", depth_estimator=str(preset), num_steps=2, seed=0
+    )
+    assert frames.shape == (1, 128, 128, 3)
+    estimate = depth_estimator.estimate_depth(real_load(preset), START[None])
+    assert estimate.shape == (1, 112, 112) and estimate.std() > 0
+    expected = images.depth_to_latent(estimate, (16, 16))[0, ..., 0]
+    held = kerasmorph.models.depth.stored_depth_map(explorer.diffusion_model)
+    np.testing.assert_allclose(held, expected, atol=1e-5)
+    # From the environment too, and loaded once per Explorer.
+    monkeypatch.setenv(depth_estimator.DEPTH_ESTIMATOR_ENV, str(preset))
+    explorer.depth_to_image(START, "a red circle", num_steps=2, seed=0)
+    assert len(loads) == 1
+
+
+def test_cli_depth2img_with_an_estimator_saves_the_map_it_used(preset, tmp_path, capsys):
+    from kerasmorph import export
+
+    export.save_frame(tmp_path / "start.png", START)
+    out, used = tmp_path / "out.png", tmp_path / "used.png"
+    argv = ["depth2img", str(tmp_path / "start.png"), "a red circle", "--depth-estimator"]
+    argv += [str(preset), "--out", str(out), "--save-depth", str(used)]
+    argv += ["--model", "shapes-depth", "--steps", "2", "--quiet"]
+    assert cli.main(argv, session=_SESSION) == 0
+    assert capsys.readouterr().out.split() == [str(out), str(used)]
+    assert out.is_file() and used.is_file()
