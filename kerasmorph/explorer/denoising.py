@@ -19,6 +19,7 @@ from kerasmorph import models, schedulers
 from kerasmorph._checks import check_float32
 from kerasmorph.explorer.batching import batch_indices, pad_rows, progress_callback, run_padded
 from kerasmorph.explorer.checks import check_finite
+from kerasmorph.explorer.tasks import num_denoise_steps
 from kerasmorph.explorer.walk import Walk
 
 if TYPE_CHECKING:
@@ -167,8 +168,7 @@ def _image_start_steps(walk: Walk, num_steps: int, num_skipped_steps: int) -> in
             "A walk with `start_latents` noises its image itself: pass its noise, not "
             f"latents already noised. Received: num_skipped_steps={num_skipped_steps}"
         )
-    # The epsilon keeps 0.29 * 100 from rounding down to 28, as img2img does.
-    num_denoise = int(walk.strength * num_steps + 1e-9)
+    num_denoise = num_denoise_steps(walk.strength, num_steps)  # As img2img counts them.
     if num_denoise == 0:
         raise ValueError(
             f"strength {walk.strength} of {num_steps} steps runs no denoising step; "

@@ -65,14 +65,19 @@ def image_noise(explorer: "Explorer", num: int, seed: Any, diffusion_noise: Any)
     return explorer.noise(num, seed)
 
 
+def num_denoise_steps(strength: float, num_steps: int) -> int:
+    """The steps img2img runs at `strength` of `num_steps`: int(strength · num_steps)."""
+    # The epsilon keeps 0.29 * 100 from rounding down to 28.
+    return int(strength * num_steps + 1e-9)
+
+
 def noised_latents(
     latents: np.ndarray, noise: np.ndarray, strength: float, scheduler: schedulers.Scheduler
 ) -> tuple[np.ndarray, int]:
     """The img2img start and its step count; see `Explorer.noised_latents`."""
     check_unit_interval("strength", strength)
     num_steps = scheduler.num_steps
-    # The epsilon keeps 0.29 * 100 from rounding down to 28.
-    num_denoise = int(strength * num_steps + 1e-9)
+    num_denoise = num_denoise_steps(strength, num_steps)
     if num_denoise == 0:
         return np.asarray(latents, np.float32), 0
     if num_denoise == num_steps:
