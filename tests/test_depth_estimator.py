@@ -91,3 +91,47 @@ def test_cli_depth2img_with_an_estimator_saves_the_map_it_used(preset, tmp_path,
     assert cli.main(argv, session=_SESSION) == 0
     assert capsys.readouterr().out.split() == [str(out), str(used)]
     assert out.is_file() and used.is_file()
+
+
+def test_a_walk_from_a_picture_follows_its_estimated_depth(preset, tmp_path, capsys):
+    import json
+
+    from kerasmorph import export
+
+    export.save_frame(tmp_path / "start.png", START)
+    out = tmp_path / "walk"
+    argv = ["interpolate", "a red circle", "a blue square", "--image", str(tmp_path / "start.png")]
+    argv += ["--depth-estimator", str(preset), "--frames", "2", "--steps", "2", "--out", str(out)]
+    assert cli.main([*argv, "--model", "shapes-depth", "--quiet"], session=_SESSION) == 0
+    estimator = depth_estimator.load_depth_estimator(preset)
+    estimate = depth_estimator.estimate_depth(estimator, START[None])
+    expected = images.depth_to_latent(estimate, (16, 16))[0, ..., 0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    np.testing.assert_allclose(np.asarray(manifest["options"]["depth_map"]), expected, atol=1e-5)
+    assert len(list(out.glob("*.png"))) == 2
+    capsys.readouterr()
+    # A 4-channel model does not read a depth map: the flag is refused, not ignored.
+    argv[-1] = str(tmp_path / "plain")
+    assert cli.main([*argv, "--model", "shapes", "--quiet"], session=_SESSION) == 2
+    assert "--depth-estimator needs a depth model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra", [["--depth", "map.npy"], []], ids=["with --depth", "without --image"]
+)
+def test_walk_depth_estimator_needs_an_image_and_no_map(extra, tmp_path, capsys):
+    np.save(tmp_path / "map.npy", np.eye(16, dtype=np.float32))
+    image = ["--image", str(tmp_path / "map.npy")] if extra else []
+    argv = ["interpolate", "a", "b", "--depth-estimator", str(tmp_path), *image]
+    argv += [a if a != "map.npy" else str(tmp_path / a) for a in extra]
+    argv += ["--model", "shapes-depth", "--out", str(tmp_path / "w.gif")]
+    assert cli.main(argv, session=_SESSION) == 2
+    assert "pass it with --image and without --depth" in capsys.readouterr().err
+
+
+def test_depth_to_image_refuses_a_map_and_an_estimator_together(tmp_path):
+    explorer = kerasmorph.Explorer("shapes-depth", verbose=False)
+    with pytest.raises(InputError, match="not both"):
+        explorer.depth_to_image(
+            START, "a", depth_map=np.eye(16), depth_estimator=str(tmp_path), num_steps=2
+        )

@@ -24,13 +24,14 @@ PathOrNone = str | Path | None
 
 def model_inputs(args: argparse.Namespace) -> dict[str, PathOrNone]:
     """The files a model-using command reads besides its own: embeddings, scheduler config,
-    depth map."""
+    depth map, depth estimator."""
     inputs: dict[str, PathOrNone] = {
         f"--embedding #{index}": path
         for index, path in enumerate(getattr(args, "embedding", None) or (), 1)
     }
     inputs["--scheduler-config"] = getattr(args, "scheduler_config", None)
     inputs["--depth"] = getattr(args, "depth", None)
+    inputs["--depth-estimator"] = getattr(args, "depth_estimator", None)
     return inputs
 
 

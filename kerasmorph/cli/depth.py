@@ -51,8 +51,7 @@ def run_depth2img(args: argparse.Namespace, session: Session) -> int:
 
     out = check_image_out(args.out)
     outputs = {"--out": out, "--save-depth": args.save_depth}
-    inputs = {"IMAGE": args.image, "--depth-estimator": args.depth_estimator}
-    check_outputs(outputs, {**inputs, **model_inputs(args)})
+    check_outputs(outputs, {"IMAGE": args.image, **model_inputs(args)})
     if args.save_depth is not None and not args.save_depth.lower().endswith(".png"):
         raise CommandError(f"--save-depth writes a 16-bit PNG. Received: {args.save_depth!r}")
     explorer = session.explorer_for(args)

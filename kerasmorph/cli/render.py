@@ -135,10 +135,11 @@ def render_spec(
         # In the manifest, so a resumed render encodes the prompts the same way;
         # only when set, so manifests of short-prompt renders are unchanged.
         options = {**options, "long_prompts": True}
-    if getattr(args, "depth", None) is not None:
+    depth = walk_depth_map(args, explorer)
+    if depth is not None:
         # The normalised map itself (float32 values, exact in JSON): a resumed or
         # copied render directory needs no depth file.
-        options = {**options, "depth_map": explorer.set_depth_map(args.depth).tolist()}
+        options = {**options, "depth_map": explorer.set_depth_map(depth).tolist()}
     if getattr(args, "image", None) is not None:
         # The image's latents, as the depth map: the render resumes without the file.
         latents = explorer.encode_image(explorer.load_images(args.image))
@@ -183,6 +184,23 @@ def render_spec(
     )
     print(write_frames(out, frames, args, num_columns=num_columns))
     return 0
+
+
+def walk_depth_map(args: argparse.Namespace, explorer):
+    """The walk's depth map: --depth, else for a depth model with --image the map estimated
+    from the image (--depth-estimator, or $KERASMORPH_DEPTH_ESTIMATOR); None without either."""
+    depth, image = getattr(args, "depth", None), getattr(args, "image", None)
+    estimator = getattr(args, "depth_estimator", None)
+    if depth is not None or image is None:
+        return depth
+    if not explorer.takes_depth:
+        if estimator is not None:
+            raise CommandError(
+                f"--depth-estimator needs a depth model (--model shapes-depth, a converted SD 2 "
+                f"depth folder); {explorer.preset.name!r} has a 4-channel UNet"
+            )
+        return None
+    return explorer.estimate_depth(image, estimator)
 
 
 def render_directory(explorer, spec, directory: Path, args: argparse.Namespace) -> int:

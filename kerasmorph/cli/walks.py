@@ -37,7 +37,8 @@ DEFAULT_STEP_SIZE = 0.005
 
 
 def _structure_arguments() -> argparse.ArgumentParser:
-    """--depth and --image: one depth map and one start image for every frame."""
+    """--depth and --image (--strength, --depth-estimator): one depth map and one start image
+    for every frame."""
     parser = own_arguments()
     parser.add_argument(
         "--depth",
@@ -56,6 +57,13 @@ def _structure_arguments() -> argparse.ArgumentParser:
         type=unit_float,
         default=None,
         help="with --image: how far from the image each frame goes, in (0, 1] (default 0.8)",
+    )
+    parser.add_argument(
+        "--depth-estimator",
+        metavar="DIR",
+        help="depth models, with --image and no --depth: estimate the map from IMAGE with this "
+        "local KerasHub DepthAnything preset folder (default $KERASMORPH_DEPTH_ESTIMATOR; never "
+        "downloaded; needs kerasmorph[depth])",
     )
     return parser
 
@@ -191,6 +199,11 @@ def _check(
     if args.strength is not None and args.image is None:
         raise CommandError(
             f"--strength {args.strength} goes with --image (how far each frame goes from it)"
+        )
+    if args.depth_estimator is not None and (args.image is None or args.depth is not None):
+        raise CommandError(
+            "--depth-estimator estimates the depth map from --image: pass it with --image and "
+            "without --depth"
         )
     if args.image is not None and _spaced(args):
         raise CommandError(

@@ -21,6 +21,7 @@ import numpy as np
 from kerasmorph import devices, models
 from kerasmorph._checks import check_count, validate_image_size
 from kerasmorph.constants import COMPONENTS, MAX_PROMPT_LENGTH, Precision
+from kerasmorph.errors import InputError
 from kerasmorph.explorer import depth as depth_task
 from kerasmorph.explorer import kerascv_api, tasks
 from kerasmorph.explorer.batching import (
@@ -976,6 +977,23 @@ class Explorer:
         """
         return depth_task.set_depth_map(self, depth_map, normalised)
 
+    def estimate_depth(self, image: Any, depth_estimator: str | None = None) -> np.ndarray:
+        """Estimates the depth map of a picture, for `set_depth_map` (then any walk).
+
+        Args:
+            image: anything `load_images` takes; the first image is used.
+            depth_estimator: a local KerasHub depth-estimator preset folder
+                (DepthAnything V2; `models.depth_estimator`); default
+                `$KERASMORPH_DEPTH_ESTIMATOR`. Nothing is downloaded.
+
+        Returns:
+            float32 (H, W): relative inverse depth (larger nearer), not normalised.
+
+        Example:
+        >>> explorer.set_depth_map(explorer.estimate_depth("room.png", "depth-anything/"))
+        """
+        return depth_task.estimated_depth(self, image, depth_estimator)
+
     def clear_depth_map(self) -> None:
         """Forgets the depth map (a depth model then refuses to sample until one is set)."""
         unet = self._store.peek("diffusion_model")  # Builds nothing.
@@ -1015,8 +1033,12 @@ class Explorer:
         Returns:
             uint8 (N, img_height, img_width, 3).
         """
+        if depth_map is not None and depth_estimator is not None:
+            raise InputError(
+                "Pass depth_map= (CLI: --depth) or depth_estimator= (--depth-estimator), not both."
+            )
         if depth_map is None and self.takes_depth:
-            depth_map = depth_task.estimated_depth(self, image, depth_estimator)
+            depth_map = self.estimate_depth(image, depth_estimator)
         self.set_depth_map(depth_map)
         return self.image_to_image(
             image, prompt, strength=strength, num_steps=num_steps,
