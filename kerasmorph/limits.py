@@ -118,6 +118,7 @@ MODEL_COSTS: dict[str, ModelCost] = {
     "shapes": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
     "shapes-depth": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),  # shapes' layers.
     "shapes-black": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
+    "shapes-outlined": ModelCost(16, 2 * 2 * 2, (4 + 3) * 4, 128, 128),
 }
 
 # The least of every field: a lower bound for a model not named (`--model auto`).

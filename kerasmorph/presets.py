@@ -17,6 +17,9 @@ by `Preset.architecture`).
 - `shapes-black`: `shapes` fine-tuned on the same scenes on a black background,
   the style fine-tune of the depth + task-arithmetic recipe; shipped in
   `kerasmorph/data/shapes-black`.
+- `shapes-outlined`: `shapes` fine-tuned on the same scenes with a black outline
+  around each shape, the style fine-tune with which the recipe keeps layout and
+  style; shipped in `kerasmorph/data/shapes-outlined`.
 - `sd2-depth`: Stability's stable-diffusion-2-depth in `sd2`'s architecture, the
   UNet's `latent` input of 5 channels (the latent and a depth map); its weights
   come only from a folder written by `kerasmorph convert` (KerasCV never
@@ -216,6 +219,18 @@ PRESETS: dict[str, Preset] = {
         weight_files={},
         licence="",
         architecture="shapes-black",
+    ),
+    "shapes-outlined": Preset(
+        name="shapes-outlined",
+        description=(
+            "the shapes toy fine-tuned on outlined shapes: the style fine-tune with which the "
+            "depth + task-arithmetic recipe keeps layout and style (weights shipped, offline)"
+        ),
+        default_size=128,
+        size_multiple=64,
+        weight_files={},
+        licence="",
+        architecture="shapes-outlined",
     ),
     "sd2-depth": Preset(
         name="sd2-depth",

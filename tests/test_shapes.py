@@ -66,6 +66,20 @@ def test_specks_do_not_stretch_the_bounding_box():
     assert data.measure(specked).shape == "square"
 
 
+@pytest.mark.parametrize("shape", data.SHAPES)
+def test_outlines_are_black_bands_around_an_unchanged_shape(shape):
+    sample = data.Sample("green", shape, 0.4, (0.5, 0.5))
+    plain, outlined = data.render(sample), data.render(sample, outline=True)
+    a, b = data.shape_mask(outlined), data.shape_mask(plain)
+    assert (a & b).sum() / (a | b).sum() > 0.95  # Only anti-aliased edge pixels differ.
+    assert data.outline_darkness(plain) < 0.2 < 0.5 < data.outline_darkness(outlined)
+    if shape != "triangle":  # (Grown about its box's centre, a triangle's band is uneven.)
+        band = outlined.astype(int).sum(-1) == 0
+        width = band[64, :64].sum()  # Left of the middle row: OUTLINE_WIDTH wide.
+        assert 0.8 * data.OUTLINE_WIDTH * 128 <= width <= 1.3 * data.OUTLINE_WIDTH * 128
+    assert data.outline_darkness(np.full((128, 128, 3), 255, np.uint8)) == 0.0
+
+
 def test_blank_image_measures_no_shape():
     blank = np.full((128, 128, 3), 255, np.uint8)
     measured = data.measure(blank)

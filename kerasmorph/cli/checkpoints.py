@@ -60,10 +60,11 @@ def _register_merge(subparsers, shared: SharedArguments) -> None:
         description="Merges checkpoints tensor by tensor. Every input is a "
         "single-file checkpoint (.safetensors/.ckpt), or every input is a "
         "diffusers folder (unet/, vae/, text_encoder/); the two cannot be mixed. "
-        "kerasmorph .npz folders (the shapes toys; `shapes`, `shapes-depth`, `shapes-black` "
-        "name the shipped ones) merge too. Tensors whose shapes differ or that a model lacks are "
-        "kept from the target (--target, else --base, or A) and listed. The depth recipe: "
-        "--base SD2 --add DEPTH:0.5 --add STYLE:0.5 --target DEPTH --take-vae STYLE.",
+        "kerasmorph .npz folders (the shapes toys; `shapes`, `shapes-depth`, `shapes-black`, "
+        "`shapes-outlined` name the shipped ones) merge too. Tensors whose shapes differ or "
+        "that a model lacks are kept from the target (--target, else --base, or A) and "
+        "listed. The depth recipe: --base SD2 --add DEPTH:0.5 --add STYLE:0.5 --target DEPTH "
+        "--take-vae STYLE.",
         parents=[shared.quiet],
     )
     merge.add_argument("--base", help="the model the --add fine-tunes started from")

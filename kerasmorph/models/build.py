@@ -86,12 +86,14 @@ BUILDERS: dict[str, Callable[[Component, int, int, int], Any]] = {
     "shapes": shapes_pretrained.build_component,
     "shapes-depth": shapes_pretrained.build_depth_component,
     "shapes-black": shapes_pretrained.builder_of("shapes-black"),
+    "shapes-outlined": shapes_pretrained.builder_of("shapes-outlined"),
 }
 # Architecture -> `() -> Path` of the weights that ship inside kerasmorph.
 _BUNDLED_WEIGHTS: dict[str, Callable[[], Path]] = {
     "shapes": shapes_pretrained.weights_dir,
     "shapes-depth": lambda: shapes_pretrained.weights_dir(depth=True),
     "shapes-black": lambda: shapes_pretrained.weights_dir(toy="shapes-black"),
+    "shapes-outlined": lambda: shapes_pretrained.weights_dir(toy="shapes-outlined"),
 }
 
 

@@ -49,6 +49,10 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 # (`shapes.train --background black`) that stands in for a style fine-tune in
 # the depth + task-arithmetic recipe.
 BACKGROUNDS: dict[str, int] = {"white": 255, "black": 0}
+# Width of the black outline around each shape (`render(..., outline=True)`), as a
+# fraction of the image width: one latent pixel at 128², so a local change of the
+# latent (a black background changes all of it), for the outlined style fine-tune.
+OUTLINE_WIDTH = 0.0625
 # Shape width as a fraction of the image width.
 MIN_SIZE, MAX_SIZE = 0.3, 0.7
 SMALL_BELOW, LARGE_ABOVE = 0.42, 0.58
@@ -153,16 +157,29 @@ def coverage(sample: Sample, image_size: int = IMAGE_SIZE, supersample: int = 4)
 
 
 def render(
-    sample: Sample, image_size: int = IMAGE_SIZE, supersample: int = 4, background: str = "white"
+    sample: Sample,
+    image_size: int = IMAGE_SIZE,
+    supersample: int = 4,
+    background: str = "white",
+    outline: bool = False,
 ) -> np.ndarray:
-    """Draws a sample: uint8 (image_size, image_size, 3), on a `BACKGROUNDS` colour."""
+    """Draws a sample: uint8 (image_size, image_size, 3), on a `BACKGROUNDS` colour.
+
+    `outline=True` draws a black band `OUTLINE_WIDTH` wide around the shape
+    (the shape itself keeps its size, so its mask is unchanged).
+    """
     if background not in BACKGROUNDS:
         raise ValueError(
             f"`background` must be one of {tuple(BACKGROUNDS)}. Received: background={background!r}"
         )
     alpha = coverage(sample, image_size, supersample)[..., None]
     colour = np.asarray(COLOURS[sample.colour], dtype=np.float32)
-    image = BACKGROUNDS[background] * (1 - alpha) + colour * alpha
+    outer = alpha
+    if outline:
+        # The same shape grown about its centre contains it: the band is outer − alpha.
+        grown = dataclasses.replace(sample, size=sample.size + 2 * OUTLINE_WIDTH)
+        outer = np.maximum(coverage(grown, image_size, supersample)[..., None], alpha)
+    image = BACKGROUNDS[background] * (1 - outer) + colour * alpha  # The band is black (0).
     return np.round(image).astype(np.uint8)
 
 
@@ -213,6 +230,7 @@ def generate_batch(
     supersample: int = 4,
     options: CaptionOptions = CaptionOptions(),
     background: str = "white",
+    outline: bool = False,
 ) -> tuple[np.ndarray, list[str], list[Sample]]:
     """Draws a batch of images and captions.
 
@@ -224,6 +242,7 @@ def generate_batch(
         options: caption probabilities. On a black background the suffix
             " on a white background" is never added (it would be false).
         background: a `BACKGROUNDS` name.
+        outline: draw a black outline around each shape (`render`).
 
     Returns:
         `(images, captions, samples)`: uint8 (N, S, S, 3), N strings, N `Sample`s.
@@ -236,7 +255,7 @@ def generate_batch(
     ```
     """
     samples = sample_shapes(rng, batch_size)
-    images = np.stack([render(s, image_size, supersample, background) for s in samples])
+    images = np.stack([render(s, image_size, supersample, background, outline) for s in samples])
     if background != "white":
         options = dataclasses.replace(options, background=0.0)
     captions = [caption(s, rng, options) for s in samples]
@@ -389,6 +408,37 @@ def background_darkness(image: np.ndarray) -> float:
         return 1.0
     grey = np.asarray(image, dtype=np.float32).mean(-1) / 255.0
     return float(1.0 - grey[~mask].mean())
+
+
+def outline_darkness(image: np.ndarray, band: int = 4) -> float:
+    """Mean darkness (1 − the brightest channel) of the pixels within `band` of the shape's
+    edge, inside or outside it, in [0, 1].
+
+    About 0.05 for the dataset's shapes on white (0.16 for green, the darkest
+    colour), about 0.6 for outlined ones (`render(..., outline=True)`: the band
+    outside is black, the band inside the shape's colour), as the outlined style
+    fine-tune `shapes-outlined` draws them. A dark rim counts whether the mask
+    takes it in (dark red) or not (black). 0 when there is no shape.
+    """
+    mask = shape_mask(image)
+    if not mask.any() or mask.all():
+        return 0.0
+    edge = _dilate(mask, band) & _dilate(~mask, band)
+    value = np.asarray(image, dtype=np.float32).max(-1) / 255.0
+    return float(1.0 - value[edge].mean())
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Boolean (H, W): `mask` grown by a disc of `radius` pixels."""
+    height, width = mask.shape
+    padded = np.pad(mask, radius)
+    grown = mask.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            if dy * dy + dx * dx <= radius * radius:
+                row, col = radius + dy, radius + dx
+                grown |= padded[row : row + height, col : col + width]
+    return grown
 
 
 def edge_energy(image: np.ndarray) -> float:

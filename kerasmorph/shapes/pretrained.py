@@ -12,6 +12,10 @@ scene's depth map (`python -m kerasmorph.shapes.train --depth --init ...`), in
 `shapes-black` is `shapes` fine-tuned on the same scenes on a black background
 (`--background black`): the style fine-tune of the depth + task-arithmetic
 recipe, in `kerasmorph/data/shapes-black/` (`KERASMORPH_SHAPES_BLACK_WEIGHTS`).
+`shapes-outlined` is `shapes` fine-tuned on the same scenes with a black outline
+around each shape (`--outline`): the style fine-tune with which the recipe keeps
+both layout and style, in `kerasmorph/data/shapes-outlined/`
+(`KERASMORPH_SHAPES_OUTLINED_WEIGHTS`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from kerasmorph.shapes import model as model_lib
 WEIGHTS_ENV = "KERASMORPH_SHAPES_WEIGHTS"
 DEPTH_WEIGHTS_ENV = "KERASMORPH_SHAPES_DEPTH_WEIGHTS"
 BLACK_WEIGHTS_ENV = "KERASMORPH_SHAPES_BLACK_WEIGHTS"
+OUTLINED_WEIGHTS_ENV = "KERASMORPH_SHAPES_OUTLINED_WEIGHTS"
 WEIGHT_FILES = {
     "text_encoder": "text_encoder.npz",
     "diffusion_model": "diffusion_model.npz",
@@ -39,6 +44,7 @@ TOYS: dict[str, tuple[str, int]] = {
     "shapes": (WEIGHTS_ENV, 4),
     "shapes-depth": (DEPTH_WEIGHTS_ENV, 5),
     "shapes-black": (BLACK_WEIGHTS_ENV, 4),
+    "shapes-outlined": (OUTLINED_WEIGHTS_ENV, 4),
 }
 
 
@@ -47,7 +53,8 @@ def weights_dir(depth: bool = False, *, toy: str | None = None) -> Path:
 
     Args:
         depth: the `shapes-depth` toy (kept for callers of the two-toy API).
-        toy: a `TOYS` name (`"shapes"`, `"shapes-depth"`, `"shapes-black"`);
+        toy: a `TOYS` name (`"shapes"`, `"shapes-depth"`, `"shapes-black"`,
+            `"shapes-outlined"`);
             overrides `depth`.
     """
     toy = toy or ("shapes-depth" if depth else "shapes")

@@ -75,6 +75,8 @@ class TrainConfig:
             concatenated to the noisy latents as a 5th channel.
         background: the scenes' background, a `data.BACKGROUNDS` name
             (`"black"` trains the style fine-tune of the depth recipe).
+        outline: draw a black outline around each shape (the outlined style
+            fine-tune of the depth recipe, `shapes-outlined`).
         train_text_encoder: also train the text encoder (False keeps it as
             initialised: a fine-tune that changes only the UNet, as
             stable-diffusion-2-depth's did).
@@ -92,6 +94,7 @@ class TrainConfig:
     supersample: int = 2
     depth: bool = False
     background: str = "white"
+    outline: bool = False
     train_text_encoder: bool = True
 
 
@@ -132,7 +135,11 @@ def _batches(seed: int, config: TrainConfig, stop: threading.Event, out: queue.Q
     empty = tokenize_words("")
     while not stop.is_set():
         images, captions, samples = data_lib.generate_batch(
-            rng, config.batch_size, supersample=config.supersample, background=config.background
+            rng,
+            config.batch_size,
+            supersample=config.supersample,
+            background=config.background,
+            outline=config.outline,
         )
         tokens = np.asarray(
             [
@@ -523,6 +530,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the scenes' background (black: the style fine-tune of the depth recipe)",
     )
     parser.add_argument(
+        "--outline",
+        action="store_true",
+        help="draw a black outline around each shape (the outlined style fine-tune)",
+    )
+    parser.add_argument(
         "--freeze-text-encoder",
         action="store_true",
         help="train the UNet only (the text encoder keeps its --init weights)",
@@ -541,6 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             final_learning_rate=args.final_learning_rate,
             depth=args.depth,
             background=args.background,
+            outline=args.outline,
             train_text_encoder=not args.freeze_text_encoder,
         ),
         init=args.init,
