@@ -166,7 +166,7 @@ def render(
     """Draws a sample: uint8 (image_size, image_size, 3), on a `BACKGROUNDS` colour.
 
     `outline=True` draws a black band `OUTLINE_WIDTH` wide around the shape
-    (the shape itself keeps its size, so its mask is unchanged).
+    (the shape itself keeps its size; only its anti-aliased edge pixels change).
     """
     if background not in BACKGROUNDS:
         raise ValueError(
