@@ -21,8 +21,8 @@ top left, strength 0.8 and 1.0 (at 1.0 the layout can come only from the map
 and the style only from the weights), 25 DDIM steps, guidance 7.5, 32 noises;
 the recipe's 0.5 / 0.5 and plain task addition, 1.0 / 1.0, with each style.
 Scored from pixels: IoU of the shape's mask with the map's foreground (layout),
-outline darkness (`shapes.data.outline_darkness`: the band just outside the
-shape, ~0 plain, ~1 outlined), background darkness
+outline darkness (`shapes.data.outline_darkness`: the pixels within 4 px of
+the shape's edge, ~0.05 plain, ~0.6 drawn outlined), background darkness
 (`shapes.data.background_darkness`, ~0 on white, ~1 on black) and red. The
 style models have no depth channel, so they run img2img of the same picture:
 they cannot follow the map. Style alone at half weight, `shapes + 0.5 (style -
@@ -67,28 +67,28 @@ def score(frames, foreground) -> dict:
     }
 
 
-def merge_recipe(out: Path, style: str, depth_coef: float = 0.5, style_coef: float = 0.5) -> str:
-    """Writes the merged toy into `out`; returns the merge report's summary."""
-    from kerasmorph import checkpoints
+def toy_dir(name: str) -> Path:
+    """The shipped weights folder of a toy preset."""
     from kerasmorph.models import bundled_weights_dir
     from kerasmorph.presets import PRESETS
 
-    base, depth, style_dir = (
-        bundled_weights_dir(PRESETS[name]) for name in ("shapes", "shapes-depth", style)
-    )
+    return bundled_weights_dir(PRESETS[name])
+
+
+def merge_recipe(out: Path, style: str, depth_coef: float = 0.5, style_coef: float = 0.5) -> str:
+    """Writes the merged toy into `out`; returns the merge report's summary."""
+    from kerasmorph import checkpoints
+
     # base + c_d (depth - base) + c_s (style - base), the depth model as the target.
-    terms = [(style_coef, style_dir), (1.0 - depth_coef - style_coef, base)]
-    return checkpoints.merge_checkpoints(out, depth, terms, depth_coef).summary()
+    terms = [(style_coef, toy_dir(style)), (1.0 - depth_coef - style_coef, toy_dir("shapes"))]
+    return checkpoints.merge_checkpoints(out, toy_dir("shapes-depth"), terms, depth_coef).summary()
 
 
 def half_style(out: Path, style: str) -> None:
     """Writes `shapes + 0.5 (style - shapes)` into `out`."""
     from kerasmorph import checkpoints
-    from kerasmorph.models import bundled_weights_dir
-    from kerasmorph.presets import PRESETS
 
-    base, style_dir = (bundled_weights_dir(PRESETS[name]) for name in ("shapes", style))
-    checkpoints.merge_checkpoints(out, style_dir, [(0.5, base)], 0.5)
+    checkpoints.merge_checkpoints(out, toy_dir(style), [(0.5, toy_dir("shapes"))], 0.5)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,14 +121,12 @@ def test_a_walk_from_a_picture_follows_its_estimated_depth(preset, tmp_path, cap
     assert "--depth-estimator needs a depth model" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "extra", [["--depth", "map.npy"], []], ids=["with --depth", "without --image"]
-)
-def test_walk_depth_estimator_needs_an_image_and_no_map(extra, tmp_path, capsys):
-    np.save(tmp_path / "map.npy", np.eye(16, dtype=np.float32))
-    image = ["--image", str(tmp_path / "map.npy")] if extra else []
-    argv = ["interpolate", "a", "b", "--depth-estimator", str(tmp_path), *image]
-    argv += [a if a != "map.npy" else str(tmp_path / a) for a in extra]
+@pytest.mark.parametrize("with_depth", [True, False], ids=["with --depth", "without --image"])
+def test_walk_depth_estimator_needs_an_image_and_no_map(with_depth, tmp_path, capsys):
+    depth = tmp_path / "map.npy"
+    np.save(depth, np.eye(16, dtype=np.float32))
+    extra = ["--image", str(depth), "--depth", str(depth)] if with_depth else []
+    argv = ["interpolate", "a", "b", "--depth-estimator", str(tmp_path), *extra]
     argv += ["--model", "shapes-depth", "--out", str(tmp_path / "w.gif")]
     assert cli.main(argv, session=_SESSION) == 2
     assert "pass it with --image and without --depth" in capsys.readouterr().err
