@@ -43,6 +43,7 @@ LAYERS = {
     "kerasmorph.backend": 1,
     "kerasmorph.devices": 1,
     "kerasmorph.weights": 1,
+    "kerasmorph.compile_cache": 1,  # XLA's persistent cache: its folder, cap and checks.
     "kerasmorph.progress": 1,  # Keras' Progbar, through `backend`.
     # L2: schedulers (arrays only), preset data, model building.
     "kerasmorph.schedulers": 2,

@@ -186,6 +186,15 @@ def model_arguments() -> argparse.ArgumentParser:
             "precision plan says: on, except the bf16 CPU step)"
         ),
     )
+    group.add_argument(
+        "--no-cache",
+        dest="compile_cache",
+        action="store_false",
+        help=(
+            "do not keep XLA's compiled steps in ~/.cache/kerasmorph/xla for the next "
+            "run (also $KERASMORPH_NO_CACHE=1; the folder follows $KERASMORPH_CACHE_DIR)"
+        ),
+    )
     return parser
 
 

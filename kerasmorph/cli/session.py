@@ -45,6 +45,7 @@ class ModelSettings:
     weights_dir: str | None  # Searched first for weight files.
     strategy: str = "none"  # --strategy: none, mirrored, tpu or multiworker.
     embeddings: tuple[str, ...] = ()  # Textual-inversion files, loaded in order.
+    compile_cache: bool = True  # --no-cache: False.
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ModelSettings:
@@ -58,6 +59,7 @@ class ModelSettings:
             weights_dir=args.weights_dir,
             strategy=getattr(args, "strategy", "none"),
             embeddings=tuple(getattr(args, "embedding", ())),
+            compile_cache=args.compile_cache,
         )
 
 
@@ -133,6 +135,8 @@ def _build_explorer(settings: ModelSettings) -> Explorer:
         precision=settings.precision,
         weights_dir=settings.weights_dir,
         strategy=make_strategy(settings.strategy),
+        # True means "as the environment says"; --no-cache is an explicit False.
+        compile_cache=None if settings.compile_cache else False,
     )
     for path in settings.embeddings:
         explorer.add_text_embeddings(path)

@@ -13,11 +13,13 @@ files (weight lookup lives in `kerasmorph.weights`, export in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from kerasmorph import compile_cache as compile_cache_lib
 from kerasmorph import devices, models
 from kerasmorph._checks import check_count, validate_image_size
 from kerasmorph.constants import COMPONENTS, MAX_PROMPT_LENGTH, Precision
@@ -113,6 +115,11 @@ class Explorer:
         scheduler: the default sampling algorithm of every generating call:
             a name from `kerasmorph.schedulers` (default `"ddim"`, KerasCV's
             DDIM, bit-exact) or a configured `Scheduler`. A plain attribute.
+        compile_cache: XLA's persistent compilation cache, so the next
+            process skips the compiles (`kerasmorph.compile_cache`): None
+            (default) uses `~/.cache/kerasmorph/xla` unless
+            `$KERASMORPH_NO_CACHE` is set; False turns it off; a path puts it
+            there. One setting per process: TensorFlow reads it once.
 
     Example:
 
@@ -147,7 +154,10 @@ class Explorer:
         strategy: Any = None,
         components: Mapping[str, Any] | None = None,
         scheduler: str | Scheduler = "ddim",
+        compile_cache: bool | str | os.PathLike | None = None,
     ):
+        # Before anything compiles: TensorFlow reads its XLA flags once.
+        self.compile_cache_dir = compile_cache_lib.enable(compile_cache)
         model, img_height, img_width, jit_compile = kerascv_api.constructor_arguments(
             model, img_height, img_width, jit_compile
         )
