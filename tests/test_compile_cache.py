@@ -209,3 +209,25 @@ def test_two_processes_fill_one_cache_at_once(tmp_path):
         path for path in folder.iterdir() if path.name not in entries and path.name != ".checked"
     ]
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
+def test_no_cache_on_the_command_line_writes_nothing(tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "KERASMORPH_CACHE_DIR": str(cache)}
+    env.pop("TF_XLA_FLAGS", None)
+    env.pop(compile_cache.DISABLE_ENV, None)
+    command = [sys.executable, "-m", "kerasmorph", "generate", "a red circle", "--model", "tiny"]
+    command += ["--height", "64", "--width", "64", "--steps", "2", "--quiet", "--jit"]
+    for flags, out in (["--no-cache"], "off.png"), ([], "on.png"):
+        result = subprocess.run(
+            [*command, *flags, "--out", str(tmp_path / out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        if flags:
+            assert not (cache / "xla").exists()
+    assert compile_cache.entries(next((cache / "xla").iterdir()))
+    assert (tmp_path / "off.png").read_bytes() == (tmp_path / "on.png").read_bytes()
