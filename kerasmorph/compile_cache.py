@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 from kerasmorph.errors import InputError
+from kerasmorph.weights import cache_dir
 
 FLAG = "--tf_xla_persistent_cache_directory"
 DISABLE_ENV = "KERASMORPH_NO_CACHE"
@@ -61,8 +62,6 @@ _active: Path | bool | None = None
 
 def default_directory() -> Path:
     """`<kerasmorph cache>/xla/tf-<version>-<cpu>`: one folder per TensorFlow and CPU."""
-    from kerasmorph.weights import cache_dir
-
     try:
         tf_version = importlib.metadata.version("tensorflow")
     except importlib.metadata.PackageNotFoundError:
@@ -274,8 +273,3 @@ def _remove(path: Path) -> bool:
     except FileNotFoundError:
         return False
     return True
-
-
-def active_directory() -> Path | None:
-    """The cache folder in force in this process (None: none yet, or off)."""
-    return _active or None
